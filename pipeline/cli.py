@@ -1,0 +1,156 @@
+"""Command line: options -> PipelineConfig -> VideoPipeline; one line per video.
+
+Exit codes: 0 every video succeeded; 1 at least one video failed; 2 bad
+invocation or input (unknown option, missing path, no videos); 3 the run could
+not start (pose model unavailable, Dask or Ray unreachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from pipeline.config import QUALITY_PRESETS, PipelineConfig, load_env
+from pipeline.errors import ClusterError, ConfigError, InputError, ModelError, PipelineError
+from pipeline.inputs import discover_videos
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
+logger = logging.getLogger("pipeline")
+
+
+def _auto_int(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'auto', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 or 'auto', got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.05 <= value <= 0.95:
+        raise argparse.ArgumentTypeError(f"expected a fraction of system RAM in [0.05, 0.95], got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
+    return value
+
+
+def _add(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
+    """``--snake_case`` option with a ``--dashed-alias``."""
+    flags = [f"--{name}"]
+    if "_" in name:
+        flags.append(f"--{name.replace('_', '-')}")
+    parser.add_argument(*flags, dest=name, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pipeline.py",
+        description="Pose estimation (MediaPipe on Dask) and analysis (Ray) for a folder of sports videos.",
+        epilog="Exit codes: 0 all videos succeeded, 1 a video failed, 2 bad invocation or input, 3 engines or model unavailable.",
+    )
+    _add(parser, "input", action="append", default=[], metavar="PATH",
+         help="folder searched recursively for videos (or a video file); repeatable")  # fmt: skip
+    _add(parser, "video", action="append", default=[], metavar="FILE", help="a video file; repeatable")
+    _add(parser, "output", default="output", metavar="DIR", help="folder for annotated videos and reports (default: output)")
+    _add(parser, "models", default="models", metavar="DIR", help="folder for the pose JSON files (default: models)")
+    _add(parser, "quality", choices=sorted(QUALITY_PRESETS), default="balanced",
+         help="preset for model and analysis parameters: fast (lite model), balanced, accurate (default: balanced)")  # fmt: skip
+    _add(parser, "pose_model", metavar="NAME|PATH", default=None,
+         help="model preset (lite, full) or path to a pose_landmarker .task file; overrides --quality's model")  # fmt: skip
+    _add(parser, "num_poses", type=int, default=1, metavar="N", help="most people tracked per frame (default: 1)")
+    _add(parser, "workers", type=_auto_int, default=None, metavar="N|auto",
+         help="Dask worker processes of the embedded cluster (default: auto = CPU cores)")  # fmt: skip
+    _add(parser, "batch_size", type=_auto_int, default=None, metavar="N|auto",
+         help="frames per Dask task (default: auto = about 3 tasks per worker, 48 to 300 frames)")  # fmt: skip
+    _add(parser, "warmup_frames", type=int, default=None, metavar="N",
+         help="frames tracked before each chunk and not kept (default: from --quality)")  # fmt: skip
+    _add(parser, "sample_fps", type=_positive_float, default=None, metavar="FPS",
+         help="analyse this many frames per second instead of every frame")  # fmt: skip
+    _add(parser, "memory_limit", type=_fraction, default=0.4, metavar="FRACTION",
+         help="share of system RAM for the whole run (default: 0.4)")  # fmt: skip
+    _add(parser, "dask_address", default=None, metavar="ADDR",
+         help="attach to this Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else an embedded cluster)")  # fmt: skip
+    _add(parser, "ray_address", default=None, metavar="ADDR",
+         help="attach to this Ray cluster (default: $RAY_ADDRESS, else an embedded instance)")  # fmt: skip
+    _add(parser, "analyzers", type=_auto_int, default=None, metavar="N|auto", help="Ray analyzer actors (default: auto)")
+    _add(parser, "quiet", action="store_true", help="print only the per-video lines and errors")
+    _add(parser, "verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    return PipelineConfig(
+        output_dir=args.output,
+        models_dir=args.models,
+        quality=args.quality,
+        pose_model=args.pose_model,
+        num_poses=args.num_poses,
+        workers=args.workers,
+        batch_size=args.batch_size,
+        warmup_frames=args.warmup_frames,
+        sample_fps=args.sample_fps,
+        memory_limit=args.memory_limit,
+        dask_address=args.dask_address,
+        ray_address=args.ray_address,
+        analyzers=args.analyzers,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("distributed", "ray", "bokeh", "tornado"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    load_env()
+    try:
+        config = config_from_args(args)
+        videos = discover_videos(args.input, args.video)
+    except (ConfigError, InputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    from pipeline.orchestrator import VideoPipeline
+
+    def progress(event) -> None:
+        if event.stage in ("analyze",):
+            logger.info("%s: %d frames extracted, analysing", event.video, event.frames_done)
+
+    started = time.perf_counter()
+    try:
+        with VideoPipeline(config, progress=progress) as pipeline:
+            logger.info("%d video(s); engines ready in %.1f s", len(videos), time.perf_counter() - started)
+            batch = pipeline.process(videos)
+    except (ModelError, ClusterError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for result in batch.videos:
+        print(result.line(), file=sys.stdout if result.success else sys.stderr)
+    failed = len(batch.failed)
+    print(
+        f"{len(batch.videos) - failed}/{len(batch.videos)} video(s) succeeded in {batch.elapsed_s:.1f} s"
+        + (f"; failed: {', '.join(r.video for r in batch.failed)}" if failed else "")
+    )
+    return EXIT_OK if batch.success else EXIT_FAILED

@@ -1,0 +1,95 @@
+"""``models/<name>_pose.json``: every frame of a video with its people, landmarks
+and joint angles. Schema described in the README (section "Pose JSON")."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.analysis.analyzer import Analysis
+from pipeline.pose.skeleton import ANGLE_NAMES, LANDMARK_NAMES
+
+SCHEMA_VERSION = "1.0"
+DECIMALS = 5  # ~0.01 px on a 4K frame for normalised coordinates; 0.01 mm in world
+
+
+def _rows(array: np.ndarray) -> list:
+    """Rounded nested lists with NaN -> None (JSON null)."""
+    rounded = np.round(array.astype(np.float64), DECIMALS)
+    return [[None if math.isnan(v) else v for v in row] for row in rounded.tolist()]
+
+
+def frame_entries(analysis: Analysis):
+    """Yield one dict per frame, in order."""
+    track, angles = analysis.track, analysis.angles
+    detected = track.detected
+    for f in range(track.num_frames):
+        entry = {
+            "frame": int(track.frame_index[f]),
+            "timestamp_ms": round(float(track.timestamp_ms[f]), 3),
+            "analyzed": bool(track.sampled[f]),
+            "persons": None,
+        }
+        if track.sampled[f]:
+            persons = []
+            for slot in np.where(detected[f])[0]:
+                landmarks = np.concatenate([track.image_xyzv[f, slot], track.presence[f, slot][:, None]], axis=1)
+                persons.append(
+                    {
+                        "id": int(slot),
+                        "landmarks": _rows(landmarks),
+                        "world_landmarks": _rows(track.world_xyz[f, slot]),
+                        "angles": {
+                            name: (None if math.isnan(v) else round(float(v), 2))
+                            for name, v in zip(ANGLE_NAMES, angles[f, slot])
+                        },
+                    }
+                )
+            entry["persons"] = persons
+        yield entry
+
+
+def atomic_write_text(path: Path, write) -> None:
+    """Call ``write(file)`` on a temporary file next to ``path``, then rename it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_pose_json(path: str | os.PathLike, header: dict, analysis: Analysis) -> Path:
+    """Write the document; frames are streamed to the file one by one."""
+    path = Path(path)
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        **header,
+        "landmark_names": list(LANDMARK_NAMES),
+        "landmark_fields": ["x", "y", "z", "visibility", "presence"],
+        "world_landmark_fields": ["x_m", "y_m", "z_m"],
+        "angle_names": list(ANGLE_NAMES),
+        "summary": analysis.summary,
+    }
+
+    def write(fh) -> None:
+        head = json.dumps(document, separators=(",", ":"))
+        fh.write(head[:-1] + ',"frames":[')
+        for i, entry in enumerate(frame_entries(analysis)):
+            if i:
+                fh.write(",\n")
+            fh.write(json.dumps(entry, separators=(",", ":")))
+        fh.write("]}\n")
+
+    atomic_write_text(path, write)
+    return path

@@ -1,0 +1,165 @@
+"""PoseEstimator: MediaPipe's PoseLandmarker (Tasks API, VIDEO mode) turning a
+chunk of frames into a PoseChunk of numpy arrays.
+
+A Dask worker keeps one PoseEstimator for its whole life: the model file is
+read and checked once. Each chunk then runs on a landmarker built from those
+bytes in memory (about 80 ms, 1-3 % of a chunk). A landmarker carried from one
+chunk to the next would keep state that no input clears: its visibility filter
+survives frames without a person and decays by only 10 % a frame, so the
+result of a chunk would depend on which chunk the worker happened to run
+before it. With a landmarker per chunk the result of a chunk depends on the
+chunk alone, and the chunk's warm-up frames (decoded and tracked, not kept)
+bring the tracking close to the state a sequential run has at the chunk's first
+kept frame.
+
+Timestamps fed to the landmarker are the frames' own (``round(index * 1000 /
+fps)`` ms), exactly what a sequential loop from frame 0 feeds, so temporal
+smoothing sees the same time steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.errors import ModelError
+from pipeline.pose.types import PoseChunk
+from pipeline.video.plan import ChunkSpec, is_sampled
+from pipeline.video.reader import iter_frames
+
+os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ log: errors only
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+logger = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class EstimatorSettings:
+    """Everything that defines a landmarker. Plain values: it is sent to workers."""
+
+    model_path: str
+    model_sha256: str
+    num_poses: int = 1
+    min_detection_confidence: float = 0.5
+    min_presence_confidence: float = 0.5
+    min_tracking_confidence: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.num_poses < 1:
+            raise ValueError(f"num_poses: expected >= 1, got {self.num_poses}")
+        for name in ("min_detection_confidence", "min_presence_confidence", "min_tracking_confidence"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}: expected a value in [0, 1], got {value}")
+
+
+class PoseEstimator:
+    """Stateful callable: ``__init__`` loads the model, ``__call__(chunk)`` runs it."""
+
+    def __init__(self, settings: EstimatorSettings) -> None:
+        import mediapipe as mp
+        from mediapipe.tasks.python import BaseOptions
+        from mediapipe.tasks.python.vision import PoseLandmarker, PoseLandmarkerOptions, RunningMode
+
+        try:
+            with open(settings.model_path, "rb") as fh:
+                model = fh.read()
+        except OSError as exc:
+            raise ModelError(f"pose model {settings.model_path} cannot be read on this machine: {exc}") from exc
+        if settings.model_sha256 and hashlib.sha256(model).hexdigest() != settings.model_sha256:
+            raise ModelError(f"pose model {settings.model_path} differs from the file the run resolved (sha256)")
+        self.settings = settings
+        self._mp = mp
+        self._factory = PoseLandmarker
+        self._options = PoseLandmarkerOptions(
+            base_options=BaseOptions(model_asset_buffer=model),
+            running_mode=RunningMode.VIDEO,
+            num_poses=settings.num_poses,
+            min_pose_detection_confidence=settings.min_detection_confidence,
+            min_pose_presence_confidence=settings.min_presence_confidence,
+            min_tracking_confidence=settings.min_tracking_confidence,
+        )
+        self._landmarker(settings.model_path).close()  # fail here, not in the first chunk
+
+    def _landmarker(self, label: str):
+        try:
+            return self._factory.create_from_options(self._options)
+        except (RuntimeError, ValueError) as exc:
+            raise ModelError(f"pose model {label} could not be loaded: {exc}") from exc
+
+    def close(self) -> None:
+        """Nothing is held between chunks; kept for symmetry with other stages."""
+
+    def __enter__(self) -> PoseEstimator:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __call__(self, spec: ChunkSpec) -> PoseChunk:
+        """Decode and track frames ``[warmup_start, end)``; return ``[start, end)``.
+
+        A last chunk reads to the end of the stream; any chunk may come back
+        shorter than planned when the stream ends early (the caller checks).
+        """
+        with self._landmarker(self.settings.model_path) as landmarker:
+            return self._run(landmarker, spec)
+
+    def _run(self, landmarker, spec: ChunkSpec) -> PoseChunk:
+        import cv2
+
+        mp = self._mp
+        num_poses = self.settings.num_poses
+        first = spec.warmup_start
+        capacity = spec.end - first
+        out = PoseChunk.empty(first, capacity, num_poses, spec.fps)
+        sampled = np.ones(capacity, dtype=bool)
+        decoded = 0
+
+        def want(index: int) -> bool:
+            return is_sampled(index, spec.fps, spec.sample_fps)
+
+        end = None if spec.is_last else spec.end
+        for index, frame in iter_frames(spec.video_path, first, end, want):
+            row = index - first
+            if row >= capacity:  # last chunk: more frames than the container said
+                out, sampled, capacity = _grow(out, sampled, capacity, spec.fps)
+            decoded = row + 1
+            if frame is None:
+                sampled[row] = False
+                continue
+            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+            result = landmarker.detect_for_video(image, int(round(index * 1000.0 / spec.fps)))
+            poses = zip(result.pose_landmarks[:num_poses], result.pose_world_landmarks[:num_poses])
+            for slot, (landmarks, world) in enumerate(poses):
+                out.image_xyzv[row, slot] = [(p.x, p.y, p.z, _score(p.visibility)) for p in landmarks]
+                out.presence[row, slot] = [_score(p.presence) for p in landmarks]
+                out.world_xyz[row, slot] = [(p.x, p.y, p.z) for p in world]
+        out = PoseChunk(
+            frame_index=out.frame_index,
+            timestamp_ms=out.timestamp_ms,
+            sampled=sampled,
+            image_xyzv=out.image_xyzv,
+            world_xyz=out.world_xyz,
+            presence=out.presence,
+        )
+        return out.slice(spec.start - first, decoded)
+
+
+def _score(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _grow(out: PoseChunk, sampled: np.ndarray, capacity: int, fps: float):
+    extra = max(capacity, 16)
+    bigger = PoseChunk.empty(int(out.frame_index[0]), capacity + extra, out.num_slots, fps)
+    bigger.image_xyzv[:capacity] = out.image_xyzv
+    bigger.world_xyz[:capacity] = out.world_xyz
+    bigger.presence[:capacity] = out.presence
+    grown = np.ones(capacity + extra, dtype=bool)
+    grown[:capacity] = sampled
+    return bigger, grown, capacity + extra

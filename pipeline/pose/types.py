@@ -1,0 +1,124 @@
+"""PoseChunk: the landmarks of a contiguous range of frames, numpy only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.pose.skeleton import NUM_LANDMARKS
+
+
+@dataclass(frozen=True)
+class PoseChunk:
+    """Landmarks of frames ``frame_index[0] .. frame_index[-1]`` (contiguous).
+
+    Shapes (F frames, P person slots = ``num_poses``, 33 landmarks):
+
+    - ``frame_index`` int64 [F], ``timestamp_ms`` float64 [F]
+    - ``sampled`` bool [F]: the frame was given to the landmarker
+      (false only when ``sample_fps`` skips it)
+    - ``image_xyzv`` float32 [F, P, 33, 4]: x, y normalised to the frame
+      width/height, z on roughly the scale of x, visibility in [0, 1]
+    - ``world_xyz`` float32 [F, P, 33, 3]: metres, origin between the hips
+    - ``presence`` float32 [F, P, 33]: probability that the landmark is in frame
+
+    A person slot holds NaN where no person was found. Slots are in the
+    landmarker's order; identities across frames are linked by the analysis.
+    """
+
+    frame_index: np.ndarray
+    timestamp_ms: np.ndarray
+    sampled: np.ndarray
+    image_xyzv: np.ndarray
+    world_xyz: np.ndarray
+    presence: np.ndarray
+
+    def __post_init__(self) -> None:
+        frames = self.frame_index.shape[0]
+        persons = self.image_xyzv.shape[1] if self.image_xyzv.ndim == 4 else -1
+        expected = {
+            "frame_index": ((frames,), np.int64),
+            "timestamp_ms": ((frames,), np.float64),
+            "sampled": ((frames,), np.bool_),
+            "image_xyzv": ((frames, persons, NUM_LANDMARKS, 4), np.float32),
+            "world_xyz": ((frames, persons, NUM_LANDMARKS, 3), np.float32),
+            "presence": ((frames, persons, NUM_LANDMARKS), np.float32),
+        }
+        for name, (shape, dtype) in expected.items():
+            value = getattr(self, name)
+            if not isinstance(value, np.ndarray) or value.shape != shape or value.dtype != dtype:
+                got = (getattr(value, "shape", None), getattr(value, "dtype", type(value)))
+                raise ValueError(f"{name}: expected shape {shape} {np.dtype(dtype)}, got {got}")
+        if frames > 1 and not np.array_equal(np.diff(self.frame_index), np.ones(frames - 1)):
+            raise ValueError("frame_index must be contiguous and increasing")
+
+    @classmethod
+    def empty(cls, start: int, frames: int, num_poses: int, fps: float) -> PoseChunk:
+        index = np.arange(start, start + frames, dtype=np.int64)
+        return cls(
+            frame_index=index,
+            timestamp_ms=index * (1000.0 / fps),
+            sampled=np.ones(frames, dtype=bool),
+            image_xyzv=np.full((frames, num_poses, NUM_LANDMARKS, 4), np.nan, np.float32),
+            world_xyz=np.full((frames, num_poses, NUM_LANDMARKS, 3), np.nan, np.float32),
+            presence=np.full((frames, num_poses, NUM_LANDMARKS), np.nan, np.float32),
+        )
+
+    @classmethod
+    def concatenate(cls, chunks: Sequence[PoseChunk]) -> PoseChunk:
+        """Join chunks in frame order; raises ValueError on a gap or an overlap."""
+        if not chunks:
+            raise ValueError("expected at least one chunk, got none")
+        ordered = sorted(chunks, key=lambda c: int(c.frame_index[0]) if c.num_frames else -1)
+        return cls(
+            **{
+                name: np.concatenate([getattr(c, name) for c in ordered])
+                for name in ("frame_index", "timestamp_ms", "sampled", "image_xyzv", "world_xyz", "presence")
+            }
+        )
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frame_index.shape[0])
+
+    @property
+    def num_slots(self) -> int:
+        return int(self.image_xyzv.shape[1])
+
+    @property
+    def detected(self) -> np.ndarray:
+        """bool [F, P]: a person occupies the slot in the frame."""
+        return ~np.isnan(self.image_xyzv[..., 0, 0])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(
+            getattr(self, n).nbytes
+            for n in ("frame_index", "timestamp_ms", "sampled", "image_xyzv", "world_xyz", "presence")
+        )
+
+    def slice(self, start: int, stop: int | None = None) -> PoseChunk:
+        """Rows ``[start, stop)`` (positions, not frame numbers)."""
+        rows = slice(start, stop)
+        return PoseChunk(
+            frame_index=self.frame_index[rows],
+            timestamp_ms=self.timestamp_ms[rows],
+            sampled=self.sampled[rows],
+            image_xyzv=self.image_xyzv[rows],
+            world_xyz=self.world_xyz[rows],
+            presence=self.presence[rows],
+        )
+
+    def reorder(self, order: np.ndarray) -> PoseChunk:
+        """Permute person slots per frame: ``order[f, k]`` is the old slot of new slot ``k``."""
+        rows = np.arange(self.num_frames)[:, None]
+        return PoseChunk(
+            frame_index=self.frame_index,
+            timestamp_ms=self.timestamp_ms,
+            sampled=self.sampled,
+            image_xyzv=self.image_xyzv[rows, order],
+            world_xyz=self.world_xyz[rows, order],
+            presence=self.presence[rows, order],
+        )

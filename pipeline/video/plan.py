@@ -1,0 +1,104 @@
+"""Chunk plan: which contiguous frame ranges the Dask tasks decode and keep."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from pipeline.errors import ConfigError
+from pipeline.video.probe import VideoInfo
+
+# A chunk shorter than this spends too large a share of its time on warm-up.
+MIN_AUTO_CHUNK_FRAMES = 48
+MAX_AUTO_CHUNK_FRAMES = 300
+CHUNKS_PER_WORKER = 3
+
+
+@dataclass(frozen=True)
+class ChunkSpec:
+    """Frames ``[start, end)`` of one video, kept; ``[warmup_start, start)`` decoded
+    and tracked only, so that the landmarker reaches the state a sequential run
+    would have at ``start``.
+
+    ``is_last`` chunks read on to the end of the stream, so a container that
+    under-reports its frame count loses no frame.
+    """
+
+    video_path: str
+    index: int
+    start: int
+    end: int
+    warmup_start: int
+    fps: float
+    sample_fps: float | None
+    is_last: bool
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.warmup_start <= self.start < self.end:
+            raise ValueError(
+                f"expected 0 <= warmup_start <= start < end, got "
+                f"{self.warmup_start}, {self.start}, {self.end}"
+            )
+
+    @property
+    def frame_count(self) -> int:
+        return self.end - self.start
+
+
+def is_sampled(index: int, fps: float, sample_fps: float | None) -> bool:
+    """Whether frame ``index`` is analysed when sampling ``sample_fps`` frames per second.
+
+    Frame ``i`` is kept when it is the first frame of the ``k``-th sampling
+    period ``[k / sample_fps, (k + 1) / sample_fps)``. Frame 0 is always kept.
+    """
+    if sample_fps is None or sample_fps >= fps:
+        return True
+    if index == 0:
+        return True
+    ratio = sample_fps / fps
+    return math.floor(index * ratio + 1e-9) != math.floor((index - 1) * ratio + 1e-9)
+
+
+def auto_batch_size(frame_count: int, workers: int) -> int:
+    """Frames per task: enough chunks for every worker to stay busy to the end
+    (``CHUNKS_PER_WORKER`` each), but no chunk so short that warm-up dominates."""
+    target = math.ceil(frame_count / max(1, workers * CHUNKS_PER_WORKER))
+    return int(min(MAX_AUTO_CHUNK_FRAMES, max(MIN_AUTO_CHUNK_FRAMES, target)))
+
+
+def plan_chunks(
+    info: VideoInfo,
+    batch_size: int,
+    warmup_frames: int,
+    sample_fps: float | None = None,
+) -> list[ChunkSpec]:
+    """Split ``info``'s frames into contiguous chunks of ``batch_size`` frames.
+
+    With ``sample_fps`` the warm-up is stretched so it still feeds
+    ``warmup_frames`` analysed frames to the landmarker.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if warmup_frames < 0:
+        raise ConfigError(f"warmup_frames must be >= 0, got {warmup_frames}")
+    stride = 1.0
+    if sample_fps is not None and sample_fps < info.fps:
+        stride = info.fps / sample_fps
+    warmup_span = math.ceil(warmup_frames * stride)
+    chunks = []
+    starts = range(0, info.frame_count, batch_size)
+    for i, start in enumerate(starts):
+        end = min(start + batch_size, info.frame_count)
+        chunks.append(
+            ChunkSpec(
+                video_path=info.path,
+                index=i,
+                start=start,
+                end=end,
+                warmup_start=max(0, start - warmup_span),
+                fps=info.fps,
+                sample_fps=sample_fps,
+                is_last=i == len(starts) - 1,
+            )
+        )
+    return chunks

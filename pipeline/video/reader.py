@@ -1,0 +1,48 @@
+"""Decode a frame range of a video file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+
+from pipeline.errors import VideoError
+from pipeline.video.probe import open_capture
+
+
+def iter_frames(
+    path: str,
+    start: int,
+    end: int | None,
+    want=lambda index: True,
+) -> Iterator[tuple[int, np.ndarray | None]]:
+    """Yield ``(index, frame_bgr)`` for frames ``start <= index < end`` (to the end
+    of the stream when ``end`` is None).
+
+    Frames for which ``want(index)`` is false are skipped without being
+    converted (``frame`` is None), which is cheaper than decoding them fully.
+    Seeking lands on the exact frame: OpenCV seeks to the preceding key frame
+    and decodes forward; the position is checked after the seek.
+    """
+    cap = open_capture(path)
+    try:
+        if start > 0:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+            position = int(cap.get(cv2.CAP_PROP_POS_FRAMES))
+            if position != start:
+                raise VideoError(f"{path}: seek to frame {start} landed on frame {position}")
+        index = start
+        while end is None or index < end:
+            if not cap.grab():
+                return
+            if want(index):
+                ok, frame = cap.retrieve()
+                if not ok or frame is None:
+                    raise VideoError(f"{path}: frame {index} could not be decoded")
+                yield index, frame
+            else:
+                yield index, None
+            index += 1
+    finally:
+        cap.release()
