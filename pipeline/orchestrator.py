@@ -9,6 +9,7 @@ the others.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -193,10 +194,9 @@ class VideoPipeline:
 
     def close(self) -> None:
         if self._ray_future is not None:
-            try:
+            # A Ray that never started was reported where it was needed.
+            with contextlib.suppress(PipelineError):
                 self._ray_future.result().close()
-            except PipelineError:
-                pass  # it never started; the error was reported where it was needed
             self._ray_thread.shutdown()
             self._ray_future = None
         if self.dask is not None:
@@ -287,7 +287,7 @@ class VideoPipeline:
             return
         try:
             chunk: PoseChunk = future.result()
-        except Exception as exc:  # a task's error travels back as its own type
+        except Exception as exc:  # noqa: BLE001 - a task's error travels back as its own type
             self._fail(job, _one_line(exc))
             return
         job.chunks[spec.index] = chunk
@@ -310,7 +310,7 @@ class VideoPipeline:
         try:
             analysis = self.ray.analyze(track, meta).result()
             outcome.set_result(analysis)
-        except Exception as exc:  # reported as this video's failure
+        except Exception as exc:  # noqa: BLE001 - reported as this video's failure
             outcome.set_exception(exc)
         events.put(("analysis", job, None, outcome))
 
@@ -341,7 +341,7 @@ class VideoPipeline:
         except (PipelineError, OSError) as exc:
             self._fail(job, _one_line(exc))
             return
-        except Exception as exc:  # an actor's error arrives wrapped by Ray
+        except Exception as exc:  # noqa: BLE001 - an actor's error arrives wrapped by Ray
             self._fail(job, f"analysis failed: {_one_line(exc)}")
             return
         result = job.result

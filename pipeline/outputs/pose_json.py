@@ -13,6 +13,7 @@ import numpy as np
 
 from pipeline.analysis.analyzer import Analysis
 from pipeline.pose.skeleton import ANGLE_NAMES, LANDMARK_NAMES
+from pipeline.pose.types import PoseChunk
 
 SCHEMA_VERSION = "1.0"
 DECIMALS = 5  # ~0.01 px on a 4K frame for normalised coordinates; 0.01 mm in world
@@ -63,6 +64,9 @@ def atomic_write_text(path: Path, write) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -93,3 +97,22 @@ def write_pose_json(path: str | os.PathLike, header: dict, analysis: Analysis) -
 
     atomic_write_text(path, write)
     return path
+
+
+def read_pose_json(path: str | os.PathLike) -> tuple[dict, PoseChunk]:
+    """Load a pose JSON back into its header (everything but the frames) and a PoseChunk."""
+    with open(path, encoding="utf-8") as fh:
+        document = json.load(fh)
+    frames = document.pop("frames")
+    slots = max([1] + [p["id"] + 1 for f in frames for p in (f["persons"] or [])])
+    fps = float(document["video"]["fps"])
+    chunk = PoseChunk.empty(int(frames[0]["frame"]) if frames else 0, len(frames), slots, fps)
+    for row, entry in enumerate(frames):
+        chunk.timestamp_ms[row] = entry["timestamp_ms"]
+        chunk.sampled[row] = entry["analyzed"]
+        for person in entry["persons"] or []:
+            landmarks = np.array(person["landmarks"], dtype=np.float64)
+            chunk.image_xyzv[row, person["id"]] = landmarks[:, :4]
+            chunk.presence[row, person["id"]] = landmarks[:, 4]
+            chunk.world_xyz[row, person["id"]] = np.array(person["world_landmarks"], dtype=np.float64)
+    return document, chunk

@@ -36,6 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class EstimatorSettings:
     """Everything that defines a landmarker. Plain values: it is sent to workers."""

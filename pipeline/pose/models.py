@@ -51,8 +51,7 @@ def resolve_model(spec: str) -> ModelFile:
             path = fetch(asset)
         except PipelineError as exc:
             raise ModelError(
-                f"pose model '{spec}' is not available: {exc}; "
-                f"pass --pose_model PATH to a pose_landmarker .task file"
+                f"pose model '{spec}' is not available: {exc}; pass --pose_model PATH to a pose_landmarker .task file"
             ) from exc
         return ModelFile(name=spec, path=str(path), sha256=asset.sha256)
     path = Path(spec).expanduser()

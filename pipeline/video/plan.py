@@ -36,8 +36,7 @@ class ChunkSpec:
     def __post_init__(self) -> None:
         if not 0 <= self.warmup_start <= self.start < self.end:
             raise ValueError(
-                f"expected 0 <= warmup_start <= start < end, got "
-                f"{self.warmup_start}, {self.start}, {self.end}"
+                f"expected 0 <= warmup_start <= start < end, got {self.warmup_start}, {self.start}, {self.end}"
             )
 
     @property

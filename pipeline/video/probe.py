@@ -14,6 +14,9 @@ VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
 )
 
+# FFmpeg's tty demuxer renders any text file as "video" in these codecs.
+TEXT_ART_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
+
 
 @dataclass(frozen=True)
 class VideoInfo:
@@ -91,6 +94,8 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         ok, frame = cap.read()
     finally:
         cap.release()
+    if codec in TEXT_ART_CODECS:
+        raise VideoError(f"{file}: not a readable video (a text file, which FFmpeg would render as '{codec}' art)")
     if not ok or frame is None:
         raise VideoError(f"{file}: no decodable video frame (not a video, audio only, or corrupt)")
     if fps <= 0 or fps > 1000:

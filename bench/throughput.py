@@ -1,0 +1,78 @@
+"""Frames per second of the pipeline and of a plain sequential MediaPipe loop on
+the same clip, measured in one run.
+
+    .venv/bin/python bench/throughput.py [--video public/demo.mp4] [--quality fast] [--repeat 3]
+
+Prints a table and writes bench/throughput.json. The pipeline figure is taken
+two ways: the whole command (engines start included) and per batch with the
+engines already running (what a long run sees).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--video", default="public/demo.mp4")
+    parser.add_argument("--quality", default="fast")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+
+    from conftest import sequential_landmarks
+
+    from pipeline import PipelineConfig, VideoPipeline
+    from pipeline.video import probe_video
+
+    info = probe_video(args.video)
+    config = PipelineConfig(quality=args.quality, models_dir=tempfile.mkdtemp(prefix="bench-"))
+    results: dict = {"video": args.video, "frames": info.frame_count, "quality": args.quality}
+    results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
+
+    seq = []
+    for _ in range(args.repeat):
+        from pipeline.pose.models import resolve_model
+
+        t0 = time.perf_counter()
+        sequential_landmarks(Path(args.video), resolve_model(config.resolved_pose_model).path)
+        seq.append(info.frame_count / (time.perf_counter() - t0))
+    results["sequential_fps"] = max(seq)
+
+    t0 = time.perf_counter()
+    with VideoPipeline(config) as pipeline:
+        start_s = time.perf_counter() - t0
+        warm = []
+        for _ in range(args.repeat):
+            t1 = time.perf_counter()
+            batch = pipeline.process([args.video])
+            assert batch.success, batch.videos[0].error
+            warm.append(info.frame_count / (time.perf_counter() - t1))
+        first_chunks = batch.videos[0].chunks
+    whole = time.perf_counter() - t0
+    results["pipeline_fps_engines_running"] = max(warm)
+    results["pipeline_fps_whole_run_first_batch"] = info.frame_count / (start_s + (info.frame_count / warm[0]))
+    results["engine_start_s"] = round(start_s, 2)
+    results["timings"] = {k: round(v, 2) for k, v in pipeline.timings.items()}
+    results["chunks"] = first_chunks
+    results["wall_s"] = round(whole, 2)
+    for key, value in results.items():
+        if isinstance(value, float):
+            results[key] = round(value, 2)
+    results["speedup_vs_sequential"] = round(results["pipeline_fps_engines_running"] / results["sequential_fps"], 2)
+    print(json.dumps(results, indent=2))
+    Path(__file__).with_name("throughput.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The command line as a user runs it: exit codes and one-line errors."""
+
+import json
+import shutil
+
+from conftest import error_lines, run_cli
+
+
+def test_missing_path_exits_2(tmp_path):
+    proc = run_cli("--input", str(tmp_path / "nope"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert error_lines(proc.stderr) == [f"error: {tmp_path / 'nope'}: no such file or folder"]
+
+
+def test_empty_folder_exits_2(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no videos here")
+    proc = run_cli("--input", "empty", cwd=tmp_path)
+    assert proc.returncode == 2
+    [line] = error_lines(proc.stderr)
+    assert line.startswith("error: empty: no video files in this folder")
+
+
+def test_unknown_option_exits_2(tmp_path):
+    proc = run_cli("--input", ".", "--no-such-option", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "unrecognized arguments" in proc.stderr
+
+
+def test_non_video_file_fails_with_one_line(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello\n" * 100)
+    proc = run_cli("--video", str(notes), "--quality", "fast", "--workers", "1", cwd=tmp_path)
+    assert proc.returncode == 1
+    [line] = error_lines(proc.stderr)
+    assert line.startswith(f"FAILED {notes}: ") and "not a readable video" in line
+    assert not (tmp_path / "models" / "notes_pose.json").exists()
+
+
+def test_bad_and_good_in_one_folder(tmp_path, sample_video):
+    folder = tmp_path / "clips"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(sample_video, folder / "sub" / "good.mp4")
+    (folder / "broken.mp4").write_text("this is a text file named like a video\n")
+    proc = run_cli(
+        "--input", "clips", "--quality", "fast", "--workers", "2", "--memory-limit", "0.3", "--batch-size", "120",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    [line] = error_lines(proc.stderr)
+    assert line.startswith(f"FAILED {folder / 'broken.mp4'}: ")
+    assert "1/2 video(s) succeeded" in proc.stdout
+    good = [line for line in proc.stdout.splitlines() if line.startswith("ok ")]
+    assert len(good) == 1 and "230 frames" in good[0] and "models/good_pose.json" in good[0]
+    document = json.loads((tmp_path / "models" / "good_pose.json").read_text())
+    assert document["schema_version"] == "1.0"
+    assert [f["frame"] for f in document["frames"]] == list(range(230))
+    assert document["settings"]["memory_limit"] == 0.3
+    assert document["settings"]["batch_size"] == 120
+    person = next(p for f in document["frames"] for p in f["persons"] or [])
+    assert len(person["landmarks"]) == 33 and len(person["landmarks"][0]) == 5
+    assert len(person["world_landmarks"]) == 33
+    assert set(person["angles"]) >= {"left_knee", "right_elbow", "left_ankle", "right_shoulder", "left_hip"}
+    leftovers = [p.name for p in (tmp_path / "models").iterdir() if p.name.endswith(".part")]
+    assert leftovers == []

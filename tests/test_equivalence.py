@@ -1,0 +1,40 @@
+"""The distributed run reproduces a plain sequential MediaPipe loop."""
+
+import numpy as np
+import pytest
+
+from pipeline import PipelineConfig, VideoPipeline
+from pipeline.analysis.compare import compare_runs
+from pipeline.outputs.pose_json import read_pose_json
+from pipeline.pose.types import PoseChunk
+
+
+def _reference_chunk(landmarks: np.ndarray, fps: float) -> PoseChunk:
+    chunk = PoseChunk.empty(0, landmarks.shape[0], landmarks.shape[1], fps)
+    chunk.image_xyzv[:] = landmarks
+    return chunk
+
+
+@pytest.mark.parametrize(("workers", "batch_size"), [(1, 40), (2, 40), (1, 230), (2, 100)])
+def test_distributed_matches_sequential(tmp_path, sample_video, sequential_reference, workers, batch_size):
+    landmarks, fps = sequential_reference
+    config = PipelineConfig(
+        quality="fast", workers=workers, batch_size=batch_size, models_dir=str(tmp_path), output_dir=str(tmp_path)
+    )
+    with VideoPipeline(config) as pipeline:
+        batch = pipeline.process([sample_video])
+    result = batch.videos[0]
+    assert result.success, result.error
+    assert result.chunks == -(-230 // batch_size)
+    header, track = read_pose_json(result.outputs["pose_json"])
+    # every frame exactly once, in order
+    assert np.array_equal(track.frame_index, np.arange(230))
+    assert header["video"]["frame_count"] == 230
+    comparison = compare_runs(_reference_chunk(landmarks, fps), track, 1768, 994)
+    assert comparison.detections_a > 200 and comparison.detections_b > 200
+    assert comparison.distance_px.size > 100  # the same person found in both, on most frames
+    share = comparison.share_within(0.01)
+    print(f"workers={workers} batch={batch_size}: {share:.4f} of {comparison.distance_px.size} frames within 1%")
+    assert share >= 0.99
+    if batch_size >= 230:  # one chunk: the very same computation as the loop
+        assert comparison.share_within(1e-4) == 1.0  # equal up to the JSON rounding

@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.analysis.tracking import box_iou, link_identities
+from pipeline.errors import InputError, ModelError
+from pipeline.inputs import discover_videos, output_names
+from pipeline.pose.models import MODEL_PRESETS, resolve_model
+
+
+def _person_at(x: float, y: float) -> np.ndarray:
+    lm = np.zeros((33, 4), dtype=np.float32)
+    lm[:, 0] = x
+    lm[:, 1] = y
+    lm[:, 3] = 1.0
+    return lm
+
+
+def test_link_identities_undoes_slot_swaps():
+    frames = 6
+    track = np.full((frames, 2, 33, 4), np.nan, dtype=np.float32)
+    for f in range(frames):
+        a, b = _person_at(0.2 + 0.01 * f, 0.5), _person_at(0.8 - 0.01 * f, 0.5)
+        track[f] = [a, b] if f % 2 == 0 else [b, a]  # the landmarker's order flips
+    order = link_identities(track, 100, 100)
+    linked = track[np.arange(frames)[:, None], order]
+    assert np.all(np.diff(linked[:, 0, 0, 0]) > 0)  # slot 0 keeps moving right
+    assert np.all(np.diff(linked[:, 1, 0, 0]) < 0)
+
+
+def test_box_iou():
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10]], dtype=float)
+    iou = box_iou(boxes, boxes)
+    assert iou[0, 0] == pytest.approx(1.0)
+    assert iou[0, 1] == pytest.approx(50 / 150)
+
+
+def test_discover_recursive_and_errors(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "clip.MP4").write_bytes(b"x")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "clip.mov").write_bytes(b"x")
+    (tmp_path / "notes.txt").write_text("not a video")
+    found = discover_videos([tmp_path])
+    assert sorted(p.name for p in found) == ["clip.MP4", "clip.mov"]
+    with pytest.raises(InputError, match="no such file"):
+        discover_videos([tmp_path / "nope"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="no video files"):
+        discover_videos([empty])
+
+
+def test_output_names_unique_for_same_file_name():
+    paths = [Path("/x/a/clip.mp4"), Path("/x/b/clip.mp4"), Path("/x/c/other.mp4")]
+    names = output_names(paths)
+    assert names[paths[2]] == "other"
+    assert {names[paths[0]], names[paths[1]]} == {"a__clip", "b__clip"}
+    twins = [Path("/y/a/clip.mp4"), Path("/z/a/clip.mp4")]
+    assert len(set(output_names(twins).values())) == 2
+
+
+def test_model_presets_resolve_and_verify(lite_model):
+    assert lite_model.sha256 == MODEL_PRESETS["lite"].sha256
+    assert Path(lite_model.path).stat().st_size > 1_000_000
+
+
+def test_model_errors(tmp_path):
+    with pytest.raises(ModelError, match="neither a preset"):
+        resolve_model(str(tmp_path / "missing.task"))
+    other = tmp_path / "model.bin"
+    other.write_bytes(b"123")
+    with pytest.raises(ModelError, match=".task"):
+        resolve_model(str(other))

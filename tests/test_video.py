@@ -1,0 +1,76 @@
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.errors import VideoError
+from pipeline.video import is_sampled, iter_frames, plan_chunks, probe_video
+from pipeline.video.plan import auto_batch_size
+
+
+def test_probe_sample_clip(sample_video):
+    info = probe_video(sample_video)
+    assert (info.frame_count, info.width, info.height) == (230, 1768, 994)
+    assert info.fps == pytest.approx(30.0)
+    assert info.rotation_deg == 0
+    assert info.codec == "vp90"
+    assert info.duration_s == pytest.approx(230 / 30)
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a video\n" * 20])
+def test_probe_rejects_non_video(tmp_path, content):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content)
+    with pytest.raises(VideoError, match="bad.mp4"):
+        probe_video(bad)
+
+
+def test_probe_missing_file(tmp_path):
+    with pytest.raises(VideoError, match="no such file"):
+        probe_video(tmp_path / "missing.mp4")
+
+
+@pytest.mark.parametrize("batch", [1, 7, 40, 48, 229, 230, 1000])
+@pytest.mark.parametrize("warmup", [0, 16])
+def test_plan_covers_every_frame_once(sample_video, batch, warmup):
+    info = probe_video(sample_video)
+    chunks = plan_chunks(info, batch, warmup)
+    kept = np.concatenate([np.arange(c.start, c.end) for c in chunks])
+    assert np.array_equal(kept, np.arange(info.frame_count))
+    assert [c.is_last for c in chunks] == [False] * (len(chunks) - 1) + [True]
+    for c in chunks:
+        assert c.start - c.warmup_start == min(warmup, c.start)
+
+
+def test_auto_batch_size_keeps_workers_busy():
+    assert auto_batch_size(230, 2) == 48  # floor: warm-up must not dominate
+    assert auto_batch_size(3000, 2) == 300  # ceiling: bounded memory and tail
+    assert auto_batch_size(1200, 2) == 200  # three chunks per worker
+
+
+def test_sampling_keeps_one_frame_per_period():
+    kept = [i for i in range(300) if is_sampled(i, 30.0, 10.0)]
+    assert kept == list(range(0, 300, 3))
+    kept = [i for i in range(3000) if is_sampled(i, 29.97, 10.0)]
+    assert len(kept) == pytest.approx(3000 * 10 / 29.97, abs=1)
+    assert all(is_sampled(i, 30.0, None) for i in range(50))
+
+
+@pytest.mark.parametrize("start", [0, 1, 47, 120, 229])
+def test_seek_lands_on_exact_frame(sample_video, start):
+    cap = cv2.VideoCapture(str(sample_video))
+    reference = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        reference.append(frame)
+    cap.release()
+    got = list(iter_frames(str(sample_video), start, start + 3))
+    assert [i for i, _ in got] == list(range(start, min(start + 3, len(reference))))
+    for index, frame in got:
+        assert np.array_equal(frame, reference[index])
+
+
+def test_reader_to_end_of_stream(sample_video):
+    indices = [i for i, _ in iter_frames(str(sample_video), 200, None, want=lambda i: i % 2 == 0)]
+    assert indices == list(range(200, 230))
