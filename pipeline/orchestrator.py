@@ -374,8 +374,9 @@ class VideoPipeline:
             if future in self._active:
                 self._active.discard(future)
                 future.cancel()
+        prefix = f"{job.result.video}: "
         job.result.success = False
-        job.result.error = reason
+        job.result.error = reason[len(prefix) :] if reason.startswith(prefix) else reason
         job.result.elapsed_s = time.perf_counter() - job.started
         self._emit(job, "failed")
 
