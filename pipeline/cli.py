@@ -33,24 +33,20 @@ def _auto_int(text: str) -> int | None:
     return value
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.05 <= value <= 0.95:
-        raise argparse.ArgumentTypeError(f"expected a fraction of system RAM in [0.05, 0.95], got {value}")
-    return value
+def _number(low: float, high: float | None = None, what: str = "a number"):
+    """argparse type: a float in ``[low, high]`` (``low`` excluded when ``high`` is None)."""
 
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if (high is None and value <= low) or (high is not None and not low <= value <= high):
+            bounds = f"> {low}" if high is None else f"in [{low}, {high}]"
+            raise argparse.ArgumentTypeError(f"expected {what} {bounds}, got {value}")
+        return value
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
-    return value
+    return parse
 
 
 def _add(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
@@ -89,9 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
          help="frames per Dask task (default: auto = about 3 tasks per worker, 48 to 300 frames)")  # fmt: skip
     _add(parser, "warmup_frames", type=int, default=None, metavar="N",
          help="frames tracked before each chunk and not kept (default: from --quality)")  # fmt: skip
-    _add(parser, "sample_fps", type=_positive_float, default=None, metavar="FPS",
+    _add(parser, "sample_fps", type=_number(0), default=None, metavar="FPS",
          help="analyse this many frames per second instead of every frame")  # fmt: skip
-    _add(parser, "memory_limit", type=_fraction, default=0.4, metavar="FRACTION",
+    _add(parser, "memory_limit", type=_number(0.05, 0.95, "a fraction of system RAM"), default=0.4, metavar="FRACTION",
          help="share of system RAM for the whole run (default: 0.4)")  # fmt: skip
     _add(parser, "dask_address", default=None, metavar="ADDR",
          help="attach to this Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else an embedded cluster)")  # fmt: skip

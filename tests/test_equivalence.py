@@ -38,3 +38,17 @@ def test_distributed_matches_sequential(tmp_path, sample_video, sequential_refer
     assert share >= 0.99
     if batch_size >= 230:  # one chunk: the very same computation as the loop
         assert comparison.share_within(1e-4) == 1.0  # equal up to the JSON rounding
+
+
+def test_sample_fps_analyses_one_frame_per_period_and_lists_all(tmp_path, sample_video, sequential_reference):
+    config = PipelineConfig(quality="fast", workers=2, sample_fps=10, models_dir=str(tmp_path))
+    with VideoPipeline(config) as pipeline:
+        result = pipeline.process([sample_video]).videos[0]
+    assert result.success, result.error
+    header, track = read_pose_json(result.outputs["pose_json"])
+    assert np.array_equal(track.frame_index, np.arange(230))  # every frame listed
+    assert np.array_equal(np.where(track.sampled)[0], np.arange(0, 230, 3))
+    assert result.frames_analysed == 77
+    assert not track.detected[~track.sampled].any()  # skipped frames carry no pose
+    assert track.detected[track.sampled].sum() > 60
+    assert header["settings"]["sample_fps"] == 10
