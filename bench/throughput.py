@@ -33,6 +33,7 @@ def main() -> None:
     from conftest import sequential_landmarks
 
     from pipeline import PipelineConfig, VideoPipeline
+    from pipeline.pose.models import resolve_model
     from pipeline.video import probe_video
 
     info = probe_video(args.video)
@@ -40,12 +41,11 @@ def main() -> None:
     results: dict = {"video": args.video, "frames": info.frame_count, "quality": args.quality}
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version()}
 
+    model_path = resolve_model(config.resolved_pose_model).path  # outside the timed loop
     seq = []
     for _ in range(args.repeat):
-        from pipeline.pose.models import resolve_model
-
         t0 = time.perf_counter()
-        sequential_landmarks(Path(args.video), resolve_model(config.resolved_pose_model).path)
+        sequential_landmarks(Path(args.video), model_path)
         seq.append(info.frame_count / (time.perf_counter() - t0))
     results["sequential_fps"] = max(seq)
 

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.orchestrator import VideoPipeline
 
     def progress(event) -> None:
-        if event.stage in ("analyze",):
+        if event.stage == "analyze":
             logger.info("%s: %d frames extracted, analysing", event.video, event.frames_done)
 
     started = time.perf_counter()

@@ -16,7 +16,19 @@ class InputError(PipelineError):
 
 
 class VideoError(PipelineError):
-    """A file is not a readable video, or decoding it failed."""
+    """A file is not a readable video, or decoding it failed.
+
+    ``str()`` is ``"<path>: <reason>"``; ``reason`` alone serves where the path
+    is already shown (a video's result line).
+    """
+
+    def __init__(self, path, reason: str) -> None:
+        super().__init__(str(path), reason)  # both in args: the error pickles across processes
+        self.path = str(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
 
 
 class ModelError(PipelineError):

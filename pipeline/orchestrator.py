@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -123,7 +122,6 @@ class _Job:
     def __init__(self, path: Path, name: str) -> None:
         self.result = VideoResult(video=str(path), name=name)
         self.started = time.perf_counter()
-        self.info: VideoInfo | None = None
         self.specs: list[ChunkSpec] = []
         self.chunks: dict[int, PoseChunk] = {}
         self.futures: list = []
@@ -238,15 +236,14 @@ class VideoPipeline:
             try:
                 self._plan(job, workers)
             except VideoError as exc:
-                self._fail(job, str(exc))
+                self._fail(job, exc.reason)
                 continue
             pending.extend((job, spec) for spec in job.specs)
         self._run(pending, max_in_flight=2 * workers)
         return BatchResult(videos=[job.result for job in jobs], elapsed_s=time.perf_counter() - t0)
 
     def _plan(self, job: _Job, workers: int) -> None:
-        job.info = info = probe_video(job.result.video)
-        job.result.info = info
+        job.result.info = info = probe_video(job.result.video)
         batch = self.config.batch_size or auto_batch_size(info.frame_count, workers)
         job.specs = plan_chunks(info, batch, self.config.resolved_warmup_frames, self.config.sample_fps)
         job.result.chunks = len(job.specs)
@@ -297,41 +294,37 @@ class VideoPipeline:
         try:
             track = self._assemble(job)
         except VideoError as exc:
-            self._fail(job, str(exc))
+            self._fail(job, exc.reason)
             return
-        meta = TrackMeta(width=job.info.width, height=job.info.height, fps=job.info.fps)
+        info = job.result.info
+        meta = TrackMeta(width=info.width, height=info.height, fps=info.fps)
         self._emit(job, "analyze")
-        threading.Thread(
-            target=self._analyze_async, args=(job, track, meta, events), name="analyze", daemon=True
-        ).start()
+        self._ray_future.add_done_callback(lambda ready: self._send_to_ray(ready, job, track, meta, events))
 
-    def _analyze_async(self, job: _Job, track: PoseChunk, meta: TrackMeta, events: queue.Queue) -> None:
-        outcome: Future = Future()
+    @staticmethod
+    def _send_to_ray(ready: Future, job: _Job, track: PoseChunk, meta: TrackMeta, events: queue.Queue) -> None:
+        """Runs once Ray is up (at once if it already is); the analysis comes back as an event."""
         try:
-            analysis = self.ray.analyze(track, meta).result()
-            outcome.set_result(analysis)
-        except Exception as exc:  # noqa: BLE001 - reported as this video's failure
-            outcome.set_exception(exc)
-        events.put(("analysis", job, None, outcome))
+            analysis = ready.result().analyze(track, meta)
+        except Exception as exc:  # noqa: BLE001 - Ray did not start: this video's failure
+            analysis = Future()
+            analysis.set_exception(exc)
+        analysis.add_done_callback(lambda done: events.put(("analysis", job, None, done)))
 
     def _assemble(self, job: _Job) -> PoseChunk:
         """Join the chunks; every planned frame must be there exactly once."""
         ordered = [job.chunks[spec.index] for spec in job.specs]
+        reported = job.result.info.frame_count
         for spec, chunk in zip(job.specs, ordered):
             if not spec.is_last and chunk.num_frames != spec.frame_count:
                 decoded = spec.start + chunk.num_frames
                 raise VideoError(
-                    f"{job.result.video}: the container reports {job.info.frame_count} frames "
-                    f"but decoding stopped at frame {decoded}"
+                    job.result.video,
+                    f"the container reports {reported} frames but decoding stopped at frame {decoded}",
                 )
         track = PoseChunk.concatenate([c for c in ordered if c.num_frames])
-        if track.num_frames < job.info.frame_count:
-            logger.warning(
-                "%s: container reports %d frames, %d decoded",
-                job.result.video,
-                job.info.frame_count,
-                track.num_frames,
-            )
+        if track.num_frames < reported:
+            logger.warning("%s: container reports %d frames, %d decoded", job.result.video, reported, track.num_frames)
         return track
 
     def _on_analysis(self, job: _Job, outcome: Future) -> None:
@@ -358,7 +351,7 @@ class VideoPipeline:
 
     def _write(self, job: _Job, analysis: Analysis) -> None:
         header = {
-            "video": job.info.to_dict(),
+            "video": job.result.info.to_dict(),
             "model": self.model.to_dict(),
             "settings": self.config.to_dict() | {"batch_size": job.specs[0].frame_count},
         }
@@ -374,20 +367,21 @@ class VideoPipeline:
             if future in self._active:
                 self._active.discard(future)
                 future.cancel()
-        prefix = f"{job.result.video}: "
         job.result.success = False
-        job.result.error = reason[len(prefix) :] if reason.startswith(prefix) else reason
+        job.result.error = reason
         job.result.elapsed_s = time.perf_counter() - job.started
         self._emit(job, "failed")
 
     def _emit(self, job: _Job, stage: str) -> None:
         if self._progress is None:
             return
-        total = job.info.frame_count if job.info else 0
+        total = job.result.info.frame_count if job.result.info else 0
         self._progress(ProgressEvent(job.result.video, stage, job.frames_done, total))
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, VideoError):
+        return exc.reason  # the result line shows the path already
     text = str(exc).strip().splitlines()
     first = text[0] if text else type(exc).__name__
     return first if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {first}"

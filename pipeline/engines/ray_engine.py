@@ -17,8 +17,6 @@ from pipeline.analysis.analyzer import Analysis, AnalysisParams, Analyzer, Track
 from pipeline.errors import ClusterError
 from pipeline.pose.types import PoseChunk
 
-logger = logging.getLogger(__name__)
-
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 MIN_OBJECT_STORE_BYTES = 80 * 1024**2
 
@@ -68,7 +66,7 @@ class RayEngine:
                 ray.init(
                     num_cpus=analyzers,
                     include_dashboard=False,
-                    object_store_memory=max(MIN_OBJECT_STORE_BYTES, object_store_bytes or 0) or None,
+                    object_store_memory=max(MIN_OBJECT_STORE_BYTES, object_store_bytes or 0),
                     log_to_driver=False,
                     logging_level=logging.WARNING,
                     configure_logging=False,

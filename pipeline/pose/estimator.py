@@ -20,11 +20,8 @@ smoothing sees the same time steps.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from dataclasses import dataclass
-
-import numpy as np
 
 from pipeline.errors import ModelError
 from pipeline.pose.types import PoseChunk
@@ -33,8 +30,6 @@ from pipeline.video.reader import iter_frames
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ log: errors only
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,22 +78,13 @@ class PoseEstimator:
             min_pose_presence_confidence=settings.min_presence_confidence,
             min_tracking_confidence=settings.min_tracking_confidence,
         )
-        self._landmarker(settings.model_path).close()  # fail here, not in the first chunk
+        self._landmarker().close()  # fail here, not in the first chunk
 
-    def _landmarker(self, label: str):
+    def _landmarker(self):
         try:
             return self._factory.create_from_options(self._options)
         except (RuntimeError, ValueError) as exc:
-            raise ModelError(f"pose model {label} could not be loaded: {exc}") from exc
-
-    def close(self) -> None:
-        """Nothing is held between chunks; kept for symmetry with other stages."""
-
-    def __enter__(self) -> PoseEstimator:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+            raise ModelError(f"pose model {self.settings.model_path} could not be loaded: {exc}") from exc
 
     def __call__(self, spec: ChunkSpec) -> PoseChunk:
         """Decode and track frames ``[warmup_start, end)``; return ``[start, end)``.
@@ -106,7 +92,7 @@ class PoseEstimator:
         A last chunk reads to the end of the stream; any chunk may come back
         shorter than planned when the stream ends early (the caller checks).
         """
-        with self._landmarker(self.settings.model_path) as landmarker:
+        with self._landmarker() as landmarker:
             return self._run(landmarker, spec)
 
     def _run(self, landmarker, spec: ChunkSpec) -> PoseChunk:
@@ -115,9 +101,7 @@ class PoseEstimator:
         mp = self._mp
         num_poses = self.settings.num_poses
         first = spec.warmup_start
-        capacity = spec.end - first
-        out = PoseChunk.empty(first, capacity, num_poses, spec.fps)
-        sampled = np.ones(capacity, dtype=bool)
+        out = PoseChunk.empty(first, spec.end - first, num_poses, spec.fps)
         decoded = 0
 
         def want(index: int) -> bool:
@@ -126,11 +110,12 @@ class PoseEstimator:
         end = None if spec.is_last else spec.end
         for index, frame in iter_frames(spec.video_path, first, end, want):
             row = index - first
-            if row >= capacity:  # last chunk: more frames than the container said
-                out, sampled, capacity = _grow(out, sampled, capacity, spec.fps)
+            if row >= out.num_frames:  # last chunk: more frames than the container said
+                more = PoseChunk.empty(index, max(out.num_frames, 16), num_poses, spec.fps)
+                out = PoseChunk.concatenate([out, more])
             decoded = row + 1
             if frame is None:
-                sampled[row] = False
+                out.sampled[row] = False
                 continue
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
@@ -140,27 +125,8 @@ class PoseEstimator:
                 out.image_xyzv[row, slot] = [(p.x, p.y, p.z, _score(p.visibility)) for p in landmarks]
                 out.presence[row, slot] = [_score(p.presence) for p in landmarks]
                 out.world_xyz[row, slot] = [(p.x, p.y, p.z) for p in world]
-        out = PoseChunk(
-            frame_index=out.frame_index,
-            timestamp_ms=out.timestamp_ms,
-            sampled=sampled,
-            image_xyzv=out.image_xyzv,
-            world_xyz=out.world_xyz,
-            presence=out.presence,
-        )
         return out.slice(spec.start - first, decoded)
 
 
 def _score(value) -> float:
     return float("nan") if value is None else float(value)
-
-
-def _grow(out: PoseChunk, sampled: np.ndarray, capacity: int, fps: float):
-    extra = max(capacity, 16)
-    bigger = PoseChunk.empty(int(out.frame_index[0]), capacity + extra, out.num_slots, fps)
-    bigger.image_xyzv[:capacity] = out.image_xyzv
-    bigger.world_xyz[:capacity] = out.world_xyz
-    bigger.presence[:capacity] = out.presence
-    grown = np.ones(capacity + extra, dtype=bool)
-    grown[:capacity] = sampled
-    return bigger, grown, capacity + extra

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from pipeline.pose.skeleton import NUM_LANDMARKS
+
+_FRAME_ARRAYS = ("frame_index", "timestamp_ms", "sampled")
+_PERSON_ARRAYS = ("image_xyzv", "world_xyz", "presence")
+_ARRAYS = _FRAME_ARRAYS + _PERSON_ARRAYS
 
 
 @dataclass(frozen=True)
@@ -72,12 +76,11 @@ class PoseChunk:
         if not chunks:
             raise ValueError("expected at least one chunk, got none")
         ordered = sorted(chunks, key=lambda c: int(c.frame_index[0]) if c.num_frames else -1)
-        return cls(
-            **{
-                name: np.concatenate([getattr(c, name) for c in ordered])
-                for name in ("frame_index", "timestamp_ms", "sampled", "image_xyzv", "world_xyz", "presence")
-            }
-        )
+        return cls(**{name: np.concatenate([getattr(c, name) for c in ordered]) for name in _ARRAYS})
+
+    def _map(self, pick) -> PoseChunk:
+        """The same arrays, each indexed by ``pick`` (frame axis first)."""
+        return PoseChunk(**{name: getattr(self, name)[pick] for name in _ARRAYS})
 
     @property
     def num_frames(self) -> int:
@@ -92,33 +95,11 @@ class PoseChunk:
         """bool [F, P]: a person occupies the slot in the frame."""
         return ~np.isnan(self.image_xyzv[..., 0, 0])
 
-    @property
-    def nbytes(self) -> int:
-        return sum(
-            getattr(self, n).nbytes
-            for n in ("frame_index", "timestamp_ms", "sampled", "image_xyzv", "world_xyz", "presence")
-        )
-
     def slice(self, start: int, stop: int | None = None) -> PoseChunk:
         """Rows ``[start, stop)`` (positions, not frame numbers)."""
-        rows = slice(start, stop)
-        return PoseChunk(
-            frame_index=self.frame_index[rows],
-            timestamp_ms=self.timestamp_ms[rows],
-            sampled=self.sampled[rows],
-            image_xyzv=self.image_xyzv[rows],
-            world_xyz=self.world_xyz[rows],
-            presence=self.presence[rows],
-        )
+        return self._map(slice(start, stop))
 
     def reorder(self, order: np.ndarray) -> PoseChunk:
         """Permute person slots per frame: ``order[f, k]`` is the old slot of new slot ``k``."""
         rows = np.arange(self.num_frames)[:, None]
-        return PoseChunk(
-            frame_index=self.frame_index,
-            timestamp_ms=self.timestamp_ms,
-            sampled=self.sampled,
-            image_xyzv=self.image_xyzv[rows, order],
-            world_xyz=self.world_xyz[rows, order],
-            presence=self.presence[rows, order],
-        )
+        return replace(self, **{name: getattr(self, name)[rows, order] for name in _PERSON_ARRAYS})

@@ -39,13 +39,6 @@ class VideoInfo:
     def duration_s(self) -> float:
         return self.frame_count / self.fps
 
-    @property
-    def diagonal_px(self) -> float:
-        return float((self.width**2 + self.height**2) ** 0.5)
-
-    def frame_timestamp_ms(self, index: int) -> float:
-        return index * 1000.0 / self.fps
-
     def to_dict(self) -> dict:
         data = asdict(self)
         data["duration_s"] = round(self.duration_s, 6)
@@ -64,7 +57,7 @@ def open_capture(path: str | os.PathLike) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     if not cap.isOpened():
         cap.release()
-        raise VideoError(f"{path}: not a readable video (the decoder could not open it)")
+        raise VideoError(path, "not a readable video (the decoder could not open it)")
     cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
     return cap
 
@@ -77,14 +70,14 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     """
     file = Path(path)
     if not file.exists():
-        raise VideoError(f"{file}: no such file")
+        raise VideoError(file, "no such file")
     if not file.is_file():
-        raise VideoError(f"{file}: not a file")
+        raise VideoError(file, "not a file")
     if not os.access(file, os.R_OK):
-        raise VideoError(f"{file}: permission denied (not readable)")
+        raise VideoError(file, "permission denied (not readable)")
     size = file.stat().st_size
     if size == 0:
-        raise VideoError(f"{file}: empty file (0 bytes)")
+        raise VideoError(file, "empty file (0 bytes)")
     cap = open_capture(file)
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -95,13 +88,13 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     finally:
         cap.release()
     if codec in TEXT_ART_CODECS:
-        raise VideoError(f"{file}: not a readable video (a text file, which FFmpeg would render as '{codec}' art)")
+        raise VideoError(file, f"not a readable video (a text file, which FFmpeg would render as '{codec}' art)")
     if not ok or frame is None:
-        raise VideoError(f"{file}: no decodable video frame (not a video, audio only, or corrupt)")
+        raise VideoError(file, "no decodable video frame (not a video, audio only, or corrupt)")
     if fps <= 0 or fps > 1000:
-        raise VideoError(f"{file}: the container reports an unusable frame rate ({fps})")
+        raise VideoError(file, f"the container reports an unusable frame rate ({fps})")
     if frame_count <= 0:
-        raise VideoError(f"{file}: the container reports no frame count")
+        raise VideoError(file, "the container reports no frame count")
     height, width = frame.shape[:2]
     return VideoInfo(
         path=str(file),

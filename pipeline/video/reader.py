@@ -31,7 +31,7 @@ def iter_frames(
             cap.set(cv2.CAP_PROP_POS_FRAMES, start)
             position = int(cap.get(cv2.CAP_PROP_POS_FRAMES))
             if position != start:
-                raise VideoError(f"{path}: seek to frame {start} landed on frame {position}")
+                raise VideoError(path, f"seek to frame {start} landed on frame {position}")
         index = start
         while end is None or index < end:
             if not cap.grab():
@@ -39,7 +39,7 @@ def iter_frames(
             if want(index):
                 ok, frame = cap.retrieve()
                 if not ok or frame is None:
-                    raise VideoError(f"{path}: frame {index} could not be decoded")
+                    raise VideoError(path, f"frame {index} could not be decoded")
                 yield index, frame
             else:
                 yield index, None
