@@ -13,6 +13,7 @@ import os
 import sys
 import time
 
+from pipeline.analysis.sports import DEFAULT_SPORT, SPORT_PROFILES
 from pipeline.config import QUALITY_PRESETS, PipelineConfig, load_env
 from pipeline.errors import ClusterError, ConfigError, InputError, ModelError, PipelineError
 from pipeline.inputs import discover_videos
@@ -96,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add(
         parser, "analyzers", type=_auto_int, default=None, metavar="N|auto", help="Ray analyzer actors (default: auto)"
     )
+    _add(parser, "sport_type", choices=sorted(SPORT_PROFILES), default=DEFAULT_SPORT,
+         help="which angles and events to highlight and how repetitions are counted (default: general)")  # fmt: skip
+    _add(parser, "no_video", action="store_true", help="skip the annotated video")
+    _add(parser, "no_report", action="store_true", help="skip the HTML report")
     _add(parser, "quiet", action="store_true", help="print only the per-video lines and errors")
     _add(parser, "verbose", action="store_true", help="debug logging")
     return parser
@@ -116,6 +121,9 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         dask_address=args.dask_address,
         ray_address=args.ray_address,
         analyzers=args.analyzers,
+        sport_type=args.sport_type,
+        render_video=not args.no_video,
+        report=not args.no_report,
     )
 
 

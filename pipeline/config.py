@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from pipeline.analysis.analyzer import AnalysisParams
+from pipeline.analysis.sports import DEFAULT_SPORT, SPORT_PROFILES
 from pipeline.errors import ConfigError
 
 # One table: what each --quality preset sets. Every value can be read in
@@ -18,7 +19,14 @@ QUALITY_PRESETS: dict[str, dict] = {
         "min_detection_confidence": 0.5,
         "min_presence_confidence": 0.5,
         "min_tracking_confidence": 0.5,
-        "analysis": AnalysisParams(min_visibility=0.3, max_track_gap_frames=15, min_track_frames=3),
+        "analysis": AnalysisParams(
+            min_visibility=0.3,
+            max_track_gap_frames=15,
+            min_track_frames=3,
+            max_fill_gap_s=0.15,
+            outlier_threshold=4.0,
+            smoothing_window_s=0.15,
+        ),
     },
     "balanced": {
         "pose_model": "full",
@@ -26,7 +34,14 @@ QUALITY_PRESETS: dict[str, dict] = {
         "min_detection_confidence": 0.5,
         "min_presence_confidence": 0.5,
         "min_tracking_confidence": 0.5,
-        "analysis": AnalysisParams(min_visibility=0.5, max_track_gap_frames=30, min_track_frames=5),
+        "analysis": AnalysisParams(
+            min_visibility=0.5,
+            max_track_gap_frames=30,
+            min_track_frames=5,
+            max_fill_gap_s=0.2,
+            outlier_threshold=3.5,
+            smoothing_window_s=0.2,
+        ),
     },
     "accurate": {
         "pose_model": "full",
@@ -34,7 +49,14 @@ QUALITY_PRESETS: dict[str, dict] = {
         "min_detection_confidence": 0.6,
         "min_presence_confidence": 0.6,
         "min_tracking_confidence": 0.6,
-        "analysis": AnalysisParams(min_visibility=0.6, max_track_gap_frames=45, min_track_frames=10),
+        "analysis": AnalysisParams(
+            min_visibility=0.6,
+            max_track_gap_frames=45,
+            min_track_frames=10,
+            max_fill_gap_s=0.25,
+            outlier_threshold=3.0,
+            smoothing_window_s=0.25,
+        ),
     },
 }
 DEFAULT_QUALITY = "balanced"
@@ -59,6 +81,9 @@ class PipelineConfig:
     ray_address: str | None = None
     analyzers: int | None = None  # Ray analyzer actors; None = auto
     chunk_retries: int = 2
+    sport_type: str = DEFAULT_SPORT
+    render_video: bool = True  # the annotated video in output_dir
+    report: bool = True  # the HTML report in output_dir
     analysis: AnalysisParams | None = None
 
     def __post_init__(self) -> None:
@@ -78,6 +103,8 @@ class PipelineConfig:
             raise ConfigError(f"memory_limit is a fraction of system RAM in [0.05, 0.95], got {self.memory_limit}")
         if self.analyzers is not None and self.analyzers < 1:
             raise ConfigError(f"analyzers must be >= 1 or auto, got {self.analyzers}")
+        if self.sport_type not in SPORT_PROFILES:
+            raise ConfigError(f"unknown sport_type '{self.sport_type}' (choose from {', '.join(SPORT_PROFILES)})")
         if self.chunk_retries < 0:
             raise ConfigError(f"chunk_retries must be >= 0, got {self.chunk_retries}")
 
@@ -99,7 +126,7 @@ class PipelineConfig:
 
     @property
     def resolved_analysis(self) -> AnalysisParams:
-        return self.analysis or self.preset["analysis"]
+        return replace(self.analysis or self.preset["analysis"], sport_type=self.sport_type)
 
     @property
     def resolved_dask_address(self) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -22,10 +23,14 @@ from pathlib import Path
 import psutil
 
 from pipeline.analysis.analyzer import Analysis, TrackMeta
+from pipeline.analysis.sports import SPORT_PROFILES
 from pipeline.config import PipelineConfig
 from pipeline.errors import PipelineError, VideoError
 from pipeline.inputs import output_names
+from pipeline.outputs.annotate import Annotator
 from pipeline.outputs.pose_json import write_pose_json
+from pipeline.outputs.render import plan_segments, segment_folder
+from pipeline.outputs.summary_csv import write_summary_csv
 from pipeline.pose.estimator import EstimatorSettings
 from pipeline.pose.models import ModelFile, resolve_model
 from pipeline.pose.types import PoseChunk
@@ -89,6 +94,7 @@ class VideoResult:
 class BatchResult:
     videos: list[VideoResult]
     elapsed_s: float = 0.0
+    summary_csv: str | None = None
 
     @property
     def success(self) -> bool:
@@ -102,6 +108,7 @@ class BatchResult:
         return {
             "success": self.success,
             "elapsed_s": round(self.elapsed_s, 3),
+            "summary_csv": self.summary_csv,
             "videos": [v.to_dict() for v in self.videos],
         }
 
@@ -125,6 +132,9 @@ class _Job:
         self.specs: list[ChunkSpec] = []
         self.chunks: dict[int, PoseChunk] = {}
         self.futures: list = []
+        self.pending_outputs: set[str] = set()
+        self.segment_folder: Path | None = None
+        self.analysis: Analysis | None = None
         self.finished = False
 
     @property
@@ -240,7 +250,9 @@ class VideoPipeline:
                 continue
             pending.extend((job, spec) for spec in job.specs)
         self._run(pending, max_in_flight=2 * workers)
-        return BatchResult(videos=[job.result for job in jobs], elapsed_s=time.perf_counter() - t0)
+        batch = BatchResult(videos=[job.result for job in jobs], elapsed_s=time.perf_counter() - t0)
+        batch.summary_csv = str(write_summary_csv(Path(self.config.output_dir) / "summary.csv", batch.videos))
+        return batch
 
     def _plan(self, job: _Job, workers: int) -> None:
         job.result.info = info = probe_video(job.result.video)
@@ -273,8 +285,10 @@ class VideoPipeline:
                     continue  # cancelled when its video failed
                 self._active.discard(future)
                 self._on_chunk(job, item, future, events)
+            elif kind == "analysis":
+                self._on_analysis(job, future, events)
             else:
-                self._on_analysis(job, future)
+                self._on_output(job, item, future)
             if job.finished:
                 open_jobs.discard(id(job))
             submit_more()
@@ -327,18 +341,62 @@ class VideoPipeline:
             logger.warning("%s: container reports %d frames, %d decoded", job.result.video, reported, track.num_frames)
         return track
 
-    def _on_analysis(self, job: _Job, outcome: Future) -> None:
+    def _on_analysis(self, job: _Job, outcome: Future, events: queue.Queue) -> None:
+        if job.finished:
+            return
         try:
             analysis: Analysis = outcome.result()
             self._write(job, analysis)
+            self._submit_outputs(job, analysis, events)
         except (PipelineError, OSError) as exc:
             self._fail(job, _one_line(exc))
             return
         except Exception as exc:  # noqa: BLE001 - an actor's error arrives wrapped by Ray
             self._fail(job, f"analysis failed: {_one_line(exc)}")
             return
+        job.analysis = analysis
+        if not job.pending_outputs:
+            self._succeed(job)
+
+    def _submit_outputs(self, job: _Job, analysis: Analysis, events: queue.Queue) -> None:
+        """Annotated video and report, on the Dask workers; each comes back as an event."""
+        output = Path(self.config.output_dir)
+        output.mkdir(parents=True, exist_ok=True)
+        info = job.result.info
+        submitted = {}
+        if self.config.render_video:
+            folder = job.segment_folder = segment_folder(output, job.result.name)
+            frames = analysis.track.num_frames
+            bounds = [spec.start for spec in job.specs]
+            specs = plan_segments(info.path, folder, frames, info.width, info.height, info.fps, bounds)
+            profile = SPORT_PROFILES[self.config.sport_type]
+            annotator = Annotator(fps=info.fps, frame_count=frames, angles=profile.angles[:4])
+            path = str(output / f"{job.result.name}_annotated.mp4")
+            submitted["annotated_video"] = self.dask.submit_render(specs, analysis, annotator, path)
+        if self.config.report:
+            path = str(output / f"{job.result.name}_report.html")
+            settings = self._settings(job)
+            submitted["report"] = self.dask.submit_report(path, info.path, info, analysis, settings)
+        for name, future in submitted.items():
+            job.pending_outputs.add(name)
+            job.futures.append(future)
+            future.add_done_callback(lambda f, j=job, n=name: events.put(("output", j, n, f)))
+
+    def _on_output(self, job: _Job, name: str, future) -> None:
+        if job.finished:
+            return
+        try:
+            job.result.outputs[name] = future.result()
+        except Exception as exc:  # noqa: BLE001 - a task's error travels back as its own type
+            self._fail(job, f"{name.replace('_', ' ')}: {_one_line(exc)}")
+            return
+        job.pending_outputs.discard(name)
+        if not job.pending_outputs:
+            self._succeed(job)
+
+    def _succeed(self, job: _Job) -> None:
         result = job.result
-        summary = analysis.summary
+        summary = job.analysis.summary
         result.success = True
         result.frames = summary["frames"]
         result.frames_analysed = summary["frames_analysed"]
@@ -346,14 +404,18 @@ class VideoPipeline:
         result.persons = summary["persons_found"]
         result.summary = summary
         result.elapsed_s = time.perf_counter() - job.started
+        job.analysis = None  # the outputs are written; free the arrays
         job.finished = True
         self._emit(job, "done")
+
+    def _settings(self, job: _Job) -> dict:
+        return self.config.to_dict() | {"batch_size": job.specs[0].frame_count}
 
     def _write(self, job: _Job, analysis: Analysis) -> None:
         header = {
             "video": job.result.info.to_dict(),
             "model": self.model.to_dict(),
-            "settings": self.config.to_dict() | {"batch_size": job.specs[0].frame_count},
+            "settings": self._settings(job),
         }
         path = Path(self.config.models_dir) / f"{job.result.name}_pose.json"
         write_pose_json(path, header, analysis)
@@ -364,9 +426,11 @@ class VideoPipeline:
             return
         job.finished = True
         for future in job.futures:
-            if future in self._active:
-                self._active.discard(future)
-                future.cancel()
+            self._active.discard(future)
+            future.cancel()
+        if job.segment_folder is not None:
+            shutil.rmtree(job.segment_folder, ignore_errors=True)
+        job.analysis = None
         job.result.success = False
         job.result.error = reason
         job.result.elapsed_s = time.perf_counter() - job.started

@@ -1,7 +1,14 @@
-"""Analyzer: the assembled pose track of one video -> per-frame series and a summary.
+"""Analyzer: the assembled pose track of one video -> per-frame series, events
+and a summary.
 
 A stateful callable (settings in ``__init__``, one track per call) so the same
 class runs in a plain loop, in a test, or as a Ray actor.
+
+Per person: outliers are rejected (Hampel), short gaps filled, positions
+smoothed (Savitzky-Golay); then joint angles and their velocities, the centre
+of mass, segment velocities, flights, contacts and repetitions are computed on
+the analysed frames (all frames, or those ``--sample_fps`` kept), and the
+series are laid back onto every frame of the video (NaN where not analysed).
 """
 
 from __future__ import annotations
@@ -11,19 +18,39 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.analysis import filters
+from pipeline.analysis.body import VELOCITY_POINTS, body_height, centre_of_mass, lowest_foot_y, segment_centres
+from pipeline.analysis.events import EventParams, count_repetitions, detect_flights, ground_contacts
 from pipeline.analysis.kinematics import joint_angles
-from pipeline.analysis.tracking import link_identities
+from pipeline.analysis.sports import DEFAULT_SPORT, REPETITION_SIGNALS, SPORT_PROFILES
+from pipeline.analysis.summary import PersonSeries, summarize
+from pipeline.analysis.tracking import link_identities, torso_centres
 from pipeline.pose.skeleton import ANGLE_NAMES
 from pipeline.pose.types import PoseChunk
+
+# A landmark must also move this far (fraction of the frame diagonal) off its
+# window's median to be an outlier: MediaPipe's jitter below it is left to smoothing.
+OUTLIER_FLOOR_OF_DIAGONAL = 0.01
 
 
 @dataclass(frozen=True)
 class AnalysisParams:
-    """Analysis settings; the ``--quality`` preset fills them."""
+    """Analysis settings; the ``--quality`` preset fills them (``sport_type`` comes from the run)."""
 
     min_visibility: float = 0.5  # below it a landmark does not contribute to an angle
     max_track_gap_frames: int = 30  # a person unseen longer may be replaced by another
-    min_track_frames: int = 5  # shorter tracks are reported but not counted as persons
+    min_track_frames: int = 5  # shorter tracks are reported but not counted or analysed
+    max_fill_gap_s: float = 0.2  # dropouts up to this long are interpolated
+    outlier_window: int = 7  # samples, Hampel filter
+    outlier_threshold: float = 3.5  # robust sigmas
+    smoothing_window_s: float = 0.2  # Savitzky-Golay window
+    smoothing_order: int = 2
+    events: EventParams = field(default_factory=EventParams)
+    sport_type: str = DEFAULT_SPORT
+
+    def __post_init__(self) -> None:
+        if self.sport_type not in SPORT_PROFILES:
+            raise ValueError(f"sport_type: expected one of {', '.join(SPORT_PROFILES)}, got {self.sport_type!r}")
 
 
 @dataclass(frozen=True)
@@ -37,22 +64,76 @@ class TrackMeta:
 
 @dataclass(frozen=True)
 class Analysis:
-    """Result of analysing one track.
+    """Result of analysing one track (F frames, P person slots).
 
-    ``track`` has the person slots linked (slot k is one person over time);
-    ``angles`` is float32 ``[F, P, len(ANGLE_NAMES)]`` degrees from the world
-    landmarks (3D, so independent of the camera's view), NaN where the person
-    is absent or a landmark is not visible enough.
+    - ``track``: the landmarks as found, person slots linked (slot k = one person);
+    - ``landmarks_px`` float32 [F, P, 33, 2]: cleaned, smoothed image landmarks
+      in pixels (frames skipped by ``sample_fps`` interpolated, for drawing);
+    - ``angles`` / ``angular_velocity`` float32 [F, P, A]: degrees and deg/s
+      from the world landmarks (3D, independent of the view), NaN where a
+      landmark is not visible enough;
+    - ``com_px`` float32 [F, P, 2]; ``com_height_bh`` float32 [F, P]: centre of
+      mass height above the person's lowest foot level, in body heights;
+    - ``velocity_px_s`` float32 [F, P, V, 2]: velocity of the centre of mass and
+      of every segment's centre (``VELOCITY_POINTS``), pixels/s;
+    - ``body_height_px`` float64 [P]; divide a pixel speed by it for body heights/s;
+    - ``contact`` int8 [F, P]: 1 foot on the ground, 0 airborne, -1 unknown;
+    - ``events``: plain dicts (jumps, drops, contacts, repetitions);
+    - ``summary``: plain dict, JSON-ready.
     """
 
     track: PoseChunk
+    landmarks_px: np.ndarray
     angles: np.ndarray
+    angular_velocity: np.ndarray
+    com_px: np.ndarray
+    com_height_bh: np.ndarray
+    velocity_px_s: np.ndarray
+    body_height_px: np.ndarray
+    contact: np.ndarray
+    events: tuple = ()
     summary: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        expected = (self.track.num_frames, self.track.num_slots, len(ANGLE_NAMES))
-        if self.angles.shape != expected:
-            raise ValueError(f"angles: expected shape {expected}, got {self.angles.shape}")
+        f, p = self.track.num_frames, self.track.num_slots
+        expected = {
+            "landmarks_px": (f, p, 33, 2),
+            "angles": (f, p, len(ANGLE_NAMES)),
+            "angular_velocity": (f, p, len(ANGLE_NAMES)),
+            "com_px": (f, p, 2),
+            "com_height_bh": (f, p),
+            "velocity_px_s": (f, p, len(VELOCITY_POINTS), 2),
+            "body_height_px": (p,),
+            "contact": (f, p),
+        }
+        for name, shape in expected.items():
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"{name}: expected shape {shape}, got {getattr(self, name).shape}")
+
+    @property
+    def speed_bh_s(self) -> np.ndarray:
+        """float32 [F, P, V]: speeds of ``VELOCITY_POINTS`` in body heights per second."""
+        speed = np.linalg.norm(self.velocity_px_s, axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (speed / self.body_height_px[None, :, None]).astype(np.float32)
+
+    def frames(self, start: int, stop: int) -> Analysis:
+        """The rows of frames ``[start, stop)`` (frame numbers); events and summary stay whole."""
+        first = int(self.track.frame_index[0]) if self.track.num_frames else 0
+        rows = slice(max(0, start - first), max(0, stop - first))
+        return Analysis(
+            track=self.track.slice(rows.start, rows.stop),
+            landmarks_px=self.landmarks_px[rows],
+            angles=self.angles[rows],
+            angular_velocity=self.angular_velocity[rows],
+            com_px=self.com_px[rows],
+            com_height_bh=self.com_height_bh[rows],
+            velocity_px_s=self.velocity_px_s[rows],
+            body_height_px=self.body_height_px,
+            contact=self.contact[rows],
+            events=self.events,
+            summary=self.summary,
+        )
 
 
 class Analyzer:
@@ -60,58 +141,132 @@ class Analyzer:
         self.params = params or AnalysisParams()
 
     def __call__(self, track: PoseChunk, meta: TrackMeta) -> Analysis:
-        order = link_identities(track.image_xyzv, meta.width, meta.height, self.params.max_track_gap_frames)
+        p = self.params
+        order = link_identities(track.image_xyzv, meta.width, meta.height, p.max_track_gap_frames, meta.fps)
         linked = track.reorder(order)
-        angles = joint_angles(
-            linked.world_xyz,
-            visibility=linked.image_xyzv[..., 3],
-            min_visibility=self.params.min_visibility,
+        frames, slots = linked.num_frames, linked.num_slots
+        out = {
+            "landmarks_px": np.full((frames, slots, 33, 2), np.nan, np.float32),
+            "angles": np.full((frames, slots, len(ANGLE_NAMES)), np.nan, np.float32),
+            "angular_velocity": np.full((frames, slots, len(ANGLE_NAMES)), np.nan, np.float32),
+            "com_px": np.full((frames, slots, 2), np.nan, np.float32),
+            "com_height_bh": np.full((frames, slots), np.nan, np.float32),
+            "velocity_px_s": np.full((frames, slots, len(VELOCITY_POINTS), 2), np.nan, np.float32),
+            "body_height_px": np.full(slots, np.nan),
+            "contact": np.full((frames, slots), -1, np.int8),
+        }
+        rows = np.flatnonzero(linked.sampled)
+        times = linked.timestamp_ms[rows] / 1000.0
+        rate = (len(rows) - 1) / (times[-1] - times[0]) if len(rows) > 1 and times[-1] > times[0] else meta.fps
+        persons, events = [], []
+        for slot in range(slots):
+            seen = linked.detected[rows, slot]
+            if seen.sum() < p.min_track_frames:
+                persons.append(PersonSeries.unanalysed(slot, linked, rows))
+                continue
+            series = self._person(linked, meta, rows, times, rate, slot)
+            persons.append(series)
+            for name in out:
+                if name == "body_height_px":
+                    out[name][slot] = series.body_px
+                elif name in series.arrays:
+                    out[name][rows, slot] = series.arrays[name]
+            events.extend(series.events(linked.frame_index[rows], times))
+        # Frames skipped by --sample_fps: interpolate the drawing landmarks between analysed neighbours.
+        if len(rows) < frames and len(rows) > 1:
+            step = int(np.max(np.diff(rows)))
+            out["landmarks_px"] = filters.fill_gaps(out["landmarks_px"], step)[0].astype(np.float32)
+        events.sort(key=lambda e: (e["start_frame"], e["person"]))
+        summary = summarize(linked, persons, events, meta, p)
+        return Analysis(track=linked, events=tuple(events), summary=summary, **out)
+
+    def _person(self, track, meta, rows, times, rate, slot) -> PersonSeries:
+        p = self.params
+        scale = np.array([meta.width, meta.height])
+        raw_px = track.image_xyzv[rows, slot, :, :2].astype(np.float64) * scale
+        world = track.world_xyz[rows, slot].astype(np.float64)
+        visibility = track.image_xyzv[rows, slot, :, 3]
+        present = ~np.isnan(raw_px[:, 0, 0])
+
+        # Outliers: judged on the image positions (where the model's errors show), per landmark.
+        floor = OUTLIER_FLOOR_OF_DIAGONAL * float(np.hypot(meta.width, meta.height))
+        outlier = filters.hampel_mask(raw_px, p.outlier_window, p.outlier_threshold, floor).any(axis=-1)
+        clean_px = np.where(outlier[..., None], np.nan, raw_px)
+        clean_world = np.where(outlier[..., None], np.nan, world)
+        max_gap = max(1, int(round(p.max_fill_gap_s * rate)))
+        clean_px, filled = filters.fill_gaps(clean_px, max_gap)
+        clean_world = filters.fill_gaps(clean_world, max_gap)[0]
+        window = filters.odd_window(p.smoothing_window_s, rate, p.smoothing_order + 3)
+        px = filters.savgol(clean_px, window, p.smoothing_order)
+        world = filters.savgol(clean_world, window, p.smoothing_order)
+
+        filled_visibility = np.where(np.isnan(visibility) & ~np.isnan(px[..., 0]), 1.0, visibility)
+        angles = joint_angles(world, visibility=filled_visibility, min_visibility=p.min_visibility)
+        angular_velocity = filters.time_derivative(angles, times)
+        body_px = body_height(px)
+        com = centre_of_mass(px)
+        points = np.concatenate([com[:, None, :], segment_centres(px)], axis=1)
+        velocity = filters.time_derivative(points, times)
+
+        foot = lowest_foot_y(clean_px)
+        foot_smooth = lowest_foot_y(px)
+        ground = np.nanpercentile(foot_smooth, 95) if np.isfinite(foot_smooth).any() else np.nan
+        com_height = (ground - com[:, 1]) / body_px
+        flights = detect_flights(foot, foot_smooth, times, body_px, p.events)
+        contact = np.where(np.isnan(foot_smooth), -1, 1).astype(np.int8)
+        for flight in flights:
+            contact[flight.takeoff + 1 : flight.landing] = 0
+
+        signals = self._repetition_signals(angles, com, body_px)
+        repetitions, rep_signal, rep_direction = [], None, 0
+        best = 0.0
+        for name in SPORT_PROFILES[p.sport_type].repetition_signals:
+            reps, direction = count_repetitions(signals[name], times, REPETITION_SIGNALS[name], p.events)
+            if len(reps) < 2:
+                continue
+            score = float(np.median([r.amplitude for r in reps])) / REPETITION_SIGNALS[name]
+            if score > best:
+                best, repetitions, rep_signal, rep_direction = score, reps, name, direction
+
+        centres = torso_centres(track.image_xyzv[rows, slot][None], meta.width, meta.height)[0]
+        return PersonSeries(
+            slot=slot,
+            rows=rows,
+            present=present,
+            visibility=visibility,
+            outlier=outlier,
+            filled=filled[:, 0, 0] & ~present,
+            torso_px=centres,
+            body_px=body_px,
+            flights=flights,
+            contacts=ground_contacts(flights, times, p.events),
+            repetitions=repetitions,
+            rep_signal=rep_signal,
+            rep_direction=rep_direction,
+            arrays={
+                "landmarks_px": px,
+                "angles": angles,
+                "angular_velocity": angular_velocity,
+                "com_px": com,
+                "com_height_bh": com_height,
+                "velocity_px_s": velocity,
+                "contact": contact,
+            },
         )
-        return Analysis(track=linked, angles=angles, summary=summarize(linked, angles, meta, self.params))
 
+    @staticmethod
+    def _repetition_signals(angles: np.ndarray, com: np.ndarray, body_px: float) -> dict[str, np.ndarray]:
+        def mean_of(joint: str) -> np.ndarray:
+            pair = angles[:, [ANGLE_NAMES.index(f"left_{joint}"), ANGLE_NAMES.index(f"right_{joint}")]]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return np.nanmean(pair, axis=1)
 
-def _stats(values: np.ndarray) -> dict | None:
-    values = values[~np.isnan(values)]
-    if values.size == 0:
-        return None
-    return {
-        "min": round(float(values.min()), 2),
-        "max": round(float(values.max()), 2),
-        "mean": round(float(values.mean()), 2),
-        "range": round(float(values.max() - values.min()), 2),
-        "frames": int(values.size),
-    }
-
-
-def summarize(track: PoseChunk, angles: np.ndarray, meta: TrackMeta, params: AnalysisParams) -> dict:
-    """Per-video and per-person summary (plain dict, JSON-ready)."""
-    detected = track.detected
-    analysed = int(track.sampled.sum())
-    persons = []
-    for slot in range(track.num_slots):
-        frames = np.where(detected[:, slot])[0]
-        if frames.size == 0:
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            visibility = float(np.nanmean(track.image_xyzv[frames, slot, :, 3]))
-        persons.append(
-            {
-                "id": slot,
-                "frames_detected": int(frames.size),
-                "coverage": round(frames.size / max(1, analysed), 4),
-                "first_frame": int(track.frame_index[frames[0]]),
-                "last_frame": int(track.frame_index[frames[-1]]),
-                "mean_visibility": round(visibility, 4),
-                "counted": bool(frames.size >= params.min_track_frames),
-                "angles_deg": {name: _stats(angles[frames, slot, k]) for k, name in enumerate(ANGLE_NAMES)},
-            }
-        )
-    return {
-        "frames": track.num_frames,
-        "frames_analysed": analysed,
-        "frames_with_person": int(detected.any(axis=1).sum()),
-        "max_persons_in_frame": int(detected.sum(axis=1).max()) if track.num_frames else 0,
-        "persons_found": sum(1 for p in persons if p["counted"]),
-        "persons": persons,
-    }
+        return {
+            "knee_angle": mean_of("knee"),
+            "hip_angle": mean_of("hip"),
+            "shoulder_angle": mean_of("shoulder"),
+            "elbow_angle": mean_of("elbow"),
+            "com_height": -com[:, 1] / body_px,
+            "com_lateral": com[:, 0] / body_px,
+        }

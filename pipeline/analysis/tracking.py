@@ -39,35 +39,66 @@ def torso_centres(image_xyzv: np.ndarray, width: int, height: int) -> np.ndarray
     return xy.mean(axis=-2)
 
 
-def link_identities(image_xyzv: np.ndarray, width: int, height: int, max_gap_frames: int = 30) -> np.ndarray:
-    """Slot order per frame so that slot ``k`` follows one person.
+# A detection farther from a track than this speed allows (body heights per
+# second, the box height standing in for the body height) is another person.
+MAX_SPEED_BH_S = 10.0
+_UNASSIGNED = 1e9
 
-    ``image_xyzv`` is ``[F, P, 33, 4]``. Returns ``order [F, P]``: new slot ``k``
-    of frame ``f`` takes old slot ``order[f, k]``. Each frame's detections are
-    assigned to the tracks' last known torso centres by minimum total distance
-    (Hungarian); a track unseen for more than ``max_gap_frames`` frames is free
-    for a new person.
+
+def link_identities(
+    image_xyzv: np.ndarray, width: int, height: int, max_gap_frames: int = 30, fps: float = 30.0
+) -> np.ndarray:
+    """Tracks of people across frames: slot ``k`` of the result follows one person.
+
+    ``image_xyzv`` is ``[F, P, 33, 4]``. Returns ``order [F, K]`` (K >= P):
+    track ``k`` takes the detection in slot ``order[f, k]`` of frame ``f``, or
+    nothing where it is -1. Each frame's detections are assigned to the live
+    tracks' last torso centres by minimum total distance (Hungarian), within a
+    gate of ``MAX_SPEED_BH_S`` body heights per second; a detection outside
+    every gate (the landmarker switched to someone else) starts a new track.
+    A track unseen for more than ``max_gap_frames`` frames is closed and its
+    slot may be given to a new person.
     """
     frames, slots = image_xyzv.shape[:2]
     centres = torso_centres(image_xyzv, width, height)
-    last = np.full((slots, 2), np.nan, dtype=np.float64)
-    last_seen = np.full(slots, -(10**9))
-    order = np.tile(np.arange(slots), (frames, 1))
+    boxes = person_boxes(image_xyzv, width, height)
+    min_gate = 0.02 * float(np.hypot(width, height))
+    last: list[np.ndarray] = []
+    last_seen: list[int] = []
+    rows: list[list[int]] = []  # per frame, per track: detection slot or -1
     for f in range(frames):
         present = np.where(~np.isnan(centres[f, :, 0]))[0]
-        if present.size == 0:
-            continue
-        alive = (f - last_seen) <= max_gap_frames
-        # Distance to live tracks; free tracks cost a constant larger than any distance.
-        distance = np.linalg.norm(last[:, None, :] - centres[f, present][None, :, :], axis=-1)
-        cost = np.where(alive[:, None] & ~np.isnan(distance), distance, 1e9)
-        tracks, picks = linear_sum_assignment(cost)
-        new_order = np.full(slots, -1)
-        for track, pick in zip(tracks, picks):
-            new_order[track] = present[pick]
-            last[track] = centres[f, present[pick]]
-            last_seen[track] = f
-        unused = [s for s in range(slots) if s not in set(new_order[new_order >= 0])]
-        new_order[new_order < 0] = unused
-        order[f] = new_order
+        row = [-1] * len(last)
+        if present.size:
+            assigned = set()
+            if last:
+                elapsed = (f - np.array(last_seen))[:, None]
+                box_h = boxes[f, present, 3] - boxes[f, present, 1]
+                gate = np.maximum(MAX_SPEED_BH_S * box_h[None, :] * elapsed / fps, min_gate)
+                distance = np.linalg.norm(np.array(last)[:, None, :] - centres[f, present][None, :, :], axis=-1)
+                ok = (elapsed <= max_gap_frames) & (distance <= gate)
+                cost = np.where(ok, distance, _UNASSIGNED)
+                for track, pick in zip(*linear_sum_assignment(cost)):
+                    if cost[track, pick] < _UNASSIGNED:
+                        row[track] = int(present[pick])
+                        assigned.add(int(pick))
+            for pick in (p for p in range(present.size) if p not in assigned):
+                free = [t for t in range(len(last)) if row[t] < 0 and f - last_seen[t] > max_gap_frames]
+                if free:
+                    track = free[0]
+                else:
+                    track = len(last)
+                    last.append(centres[f, present[pick]])
+                    last_seen.append(f)
+                    row.append(-1)
+                row[track] = int(present[pick])
+            for track, slot in enumerate(row):
+                if slot >= 0:
+                    last[track] = centres[f, slot]
+                    last_seen[track] = f
+        rows.append(row)
+    width_k = max(slots, len(last))
+    order = np.full((frames, width_k), -1, dtype=np.int64)
+    for f, row in enumerate(rows):
+        order[f, : len(row)] = row
     return order

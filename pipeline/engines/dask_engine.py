@@ -1,5 +1,10 @@
 """Dask side: an embedded LocalCluster on 127.0.0.1 or an existing scheduler, and
-the pose extraction task that runs on its workers."""
+the tasks that run on its workers: pose extraction, rendering of the annotated
+video's segments and their join, and the report.
+
+Workers read the input videos and write the outputs by path, so with an
+attached cluster the input and output folders must be visible to the workers
+at the same paths (a shared file system)."""
 
 from __future__ import annotations
 
@@ -8,7 +13,11 @@ import os
 import threading
 import uuid
 
+from pipeline.analysis.analyzer import Analysis
 from pipeline.errors import ClusterError
+from pipeline.outputs.annotate import Annotator
+from pipeline.outputs.render import RenderSpec, join_rendered, render_segment
+from pipeline.outputs.report import write_report
 from pipeline.pose.estimator import EstimatorSettings, PoseEstimator
 from pipeline.pose.types import PoseChunk
 from pipeline.video.plan import ChunkSpec
@@ -32,6 +41,21 @@ def worker_estimator(settings: EstimatorSettings) -> PoseEstimator:
 def extract_chunk(spec: ChunkSpec, settings: EstimatorSettings) -> PoseChunk:
     """Dask task: decode ``spec``'s frames from the file and return their landmarks."""
     return worker_estimator(settings)(spec)
+
+
+def render_task(spec: RenderSpec, view: Analysis, annotator: Annotator) -> int:
+    """Dask task: one segment of the annotated video; returns its frame count."""
+    return render_segment(spec, view, annotator)
+
+
+def join_task(specs: list[RenderSpec], out_path: str, *written: int) -> str:
+    """Dask task: join the segments (runs once every segment is done)."""
+    return join_rendered(specs, out_path, list(written))
+
+
+def report_task(path: str, video: str, info, analysis: Analysis, settings: dict) -> str:
+    """Dask task: the HTML report."""
+    return str(write_report(path, video, info, analysis, settings))
 
 
 class DaskEngine:
@@ -75,6 +99,27 @@ class DaskEngine:
     def submit_extract(self, spec: ChunkSpec, settings: EstimatorSettings, retries: int):
         key = f"extract-{os.path.basename(spec.video_path)}-{spec.index}-{uuid.uuid4().hex[:8]}"
         return self.client.submit(extract_chunk, spec, settings, key=key, retries=retries, pure=False)
+
+    def submit_render(self, specs: list[RenderSpec], analysis: Analysis, annotator: Annotator, out_path: str):
+        """Render every segment in parallel; the returned future yields the joined video's path."""
+        tag = uuid.uuid4().hex[:8]
+        segments = [
+            self.client.submit(
+                render_task,
+                spec,
+                analysis.frames(spec.start, spec.stop),
+                annotator,
+                key=f"render-{spec.index}-{tag}",
+                pure=False,
+            )
+            for spec in specs
+        ]
+        return self.client.submit(join_task, specs, out_path, *segments, key=f"join-{tag}", pure=False)
+
+    def submit_report(self, path: str, video: str, info, analysis: Analysis, settings: dict):
+        return self.client.submit(
+            report_task, path, video, info, analysis, settings, key=f"report-{uuid.uuid4().hex[:8]}", pure=False
+        )
 
     def close(self) -> None:
         client = getattr(self, "client", None)

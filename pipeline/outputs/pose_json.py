@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.analysis.analyzer import Analysis
+from pipeline.analysis.body import VELOCITY_POINTS
 from pipeline.pose.skeleton import ANGLE_NAMES, LANDMARK_NAMES
 from pipeline.pose.types import PoseChunk
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 DECIMALS = 5  # ~0.01 px on a 4K frame for normalised coordinates; 0.01 mm in world
 
 
@@ -25,10 +26,19 @@ def _rows(array: np.ndarray) -> list:
     return [[None if math.isnan(v) else v for v in row] for row in rounded.tolist()]
 
 
+def _value(v: float, decimals: int = 2) -> float | None:
+    return None if math.isnan(v) else round(float(v), decimals)
+
+
+def _named(names, values, decimals: int = 2) -> dict:
+    return {name: _value(v, decimals) for name, v in zip(names, values.tolist())}
+
+
 def frame_entries(analysis: Analysis):
     """Yield one dict per frame, in order."""
-    track, angles = analysis.track, analysis.angles
+    track = analysis.track
     detected = track.detected
+    speed = analysis.speed_bh_s
     for f in range(track.num_frames):
         entry = {
             "frame": int(track.frame_index[f]),
@@ -40,15 +50,22 @@ def frame_entries(analysis: Analysis):
             persons = []
             for slot in np.where(detected[f])[0]:
                 landmarks = np.concatenate([track.image_xyzv[f, slot], track.presence[f, slot][:, None]], axis=1)
+                contact = int(analysis.contact[f, slot])
                 persons.append(
                     {
                         "id": int(slot),
                         "landmarks": _rows(landmarks),
                         "world_landmarks": _rows(track.world_xyz[f, slot]),
-                        "angles": {
-                            name: (None if math.isnan(v) else round(float(v), 2))
-                            for name, v in zip(ANGLE_NAMES, angles[f, slot])
+                        "angles": _named(ANGLE_NAMES, analysis.angles[f, slot]),
+                        "angular_velocity_deg_s": _named(ANGLE_NAMES, analysis.angular_velocity[f, slot], 1),
+                        "com_px": [_value(v, 1) for v in analysis.com_px[f, slot].tolist()],
+                        "com_height_bh": _value(analysis.com_height_bh[f, slot], 4),
+                        "velocity_px_s": {
+                            name: [_value(v, 1) for v in pair]
+                            for name, pair in zip(VELOCITY_POINTS, analysis.velocity_px_s[f, slot].tolist())
                         },
+                        "speed_bh_s": _named(VELOCITY_POINTS, speed[f, slot], 3),
+                        "ground_contact": None if contact < 0 else bool(contact),
                     }
                 )
             entry["persons"] = persons
@@ -83,7 +100,9 @@ def write_pose_json(path: str | os.PathLike, header: dict, analysis: Analysis) -
         "landmark_fields": ["x", "y", "z", "visibility", "presence"],
         "world_landmark_fields": ["x_m", "y_m", "z_m"],
         "angle_names": list(ANGLE_NAMES),
+        "velocity_points": list(VELOCITY_POINTS),
         "summary": analysis.summary,
+        "events": list(analysis.events),
     }
 
     def write(fh) -> None:

@@ -100,6 +100,14 @@ class PoseChunk:
         return self._map(slice(start, stop))
 
     def reorder(self, order: np.ndarray) -> PoseChunk:
-        """Permute person slots per frame: ``order[f, k]`` is the old slot of new slot ``k``."""
+        """Person slots per frame from ``order [F, K]``: new slot ``k`` takes old
+        slot ``order[f, k]``, or is empty (NaN) where it is -1. K may exceed the
+        number of slots (one slot per person found over the whole track)."""
         rows = np.arange(self.num_frames)[:, None]
-        return replace(self, **{name: getattr(self, name)[rows, order] for name in _PERSON_ARRAYS})
+        empty = order < 0
+        picked = {}
+        for name in _PERSON_ARRAYS:
+            values = getattr(self, name)[rows, np.where(empty, 0, order)]
+            values[empty] = np.nan
+            picked[name] = values
+        return replace(self, **picked)

@@ -1,0 +1,137 @@
+"""Signal clean-up along the time axis (axis 0): gap filling, outlier
+rejection, smoothing and derivatives. NaN marks a missing sample throughout.
+
+All functions take arrays ``[T, ...]`` (time first, any trailing shape) and
+treat every trailing element as an independent series.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.signal import savgol_filter
+
+MAD_TO_SIGMA = 1.4826  # median absolute deviation of a normal distribution -> its sigma
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` of every run of True in a 1-D boolean array."""
+    padded = np.concatenate([[False], np.asarray(mask, dtype=bool), [False]])
+    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
+def fill_gaps(values: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Linear interpolation across interior NaN gaps of at most ``max_gap`` samples.
+
+    Gaps at the start or end, and longer gaps, stay NaN (nothing is invented
+    outside what was seen). Returns the filled copy and a boolean mask of the
+    samples that were filled.
+    """
+    values = np.array(values, dtype=np.float64, copy=True)
+    flat = values.reshape(values.shape[0], -1)
+    filled = np.zeros(flat.shape, dtype=bool)
+    if max_gap <= 0 or flat.shape[0] < 3:
+        return values, filled.reshape(values.shape)
+    index = np.arange(flat.shape[0])
+    for j in range(flat.shape[1]):
+        series = flat[:, j]
+        missing = np.isnan(series)
+        if not missing.any() or missing.all():
+            continue
+        for start, stop in runs(missing):
+            if start == 0 or stop == len(series) or stop - start > max_gap:
+                continue
+            series[start:stop] = np.interp(index[start:stop], [start - 1, stop], [series[start - 1], series[stop]])
+            filled[start:stop, j] = True
+    return values, filled.reshape(values.shape)
+
+
+def hampel_mask(values: np.ndarray, window: int, threshold: float, floor: float) -> np.ndarray:
+    """Outliers by the Hampel rule: a sample farther from the median of its
+    window (``window`` samples, odd, centred) than ``threshold`` robust sigmas
+    of that window (1.4826 x its median absolute deviation from that median),
+    and farther than ``floor`` (absolute, so that a still series does not flag
+    its own noise). NaN samples are never outliers; NaN neighbours are replaced
+    by the nearest valid sample so that gaps do not pull the statistics.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape[0] < window:
+        return np.zeros(values.shape, dtype=bool)
+    half = window // 2
+    flat = _nearest_fill(values).reshape(values.shape[0], -1)
+    mask = np.zeros(flat.shape, dtype=bool)
+    for j in range(flat.shape[1]):
+        padded = np.pad(flat[:, j], half, mode="edge")
+        windows = np.lib.stride_tricks.sliding_window_view(padded, window)
+        median = np.median(windows, axis=1)
+        mad = np.median(np.abs(windows - median[:, None]), axis=1)
+        deviation = np.abs(flat[:, j] - median)
+        mask[:, j] = deviation > np.maximum(threshold * MAD_TO_SIGMA * mad, floor)
+    return mask.reshape(values.shape) & ~np.isnan(values)
+
+
+def _nearest_fill(values: np.ndarray) -> np.ndarray:
+    flat = values.reshape(values.shape[0], -1).copy()
+    for j in range(flat.shape[1]):
+        series = flat[:, j]
+        valid = np.flatnonzero(~np.isnan(series))
+        if valid.size == 0:
+            series[:] = 0.0
+            continue
+        nearest = valid[np.clip(np.searchsorted(valid, np.arange(len(series))), 0, valid.size - 1)]
+        series[:] = series[nearest]
+    return flat.reshape(values.shape)
+
+
+def odd_window(seconds: float, fps: float, minimum: int) -> int:
+    """An odd window length in samples covering about ``seconds`` at ``fps``."""
+    frames = max(minimum, int(round(seconds * fps)))
+    return frames if frames % 2 else frames + 1
+
+
+def savgol(values: np.ndarray, window: int, order: int) -> np.ndarray:
+    """Savitzky-Golay smoothing applied to each run of valid samples.
+
+    A run shorter than the window is smoothed with the longest odd window it
+    allows (kept as is when that is not more than ``order``); NaN stays NaN.
+    """
+
+    def smooth(segment: np.ndarray, start: int) -> np.ndarray:
+        length = segment.shape[0]
+        w = min(window, length if length % 2 else length - 1)
+        return savgol_filter(segment, w, order, axis=0) if w > order else segment
+
+    return _per_valid_run(values, smooth)
+
+
+def time_derivative(values: np.ndarray, times_s: np.ndarray) -> np.ndarray:
+    """d values / dt with central differences on the actual sample times
+    (uneven spacing allowed), within each run of valid samples; NaN elsewhere
+    and on runs of a single sample."""
+    times_s = np.asarray(times_s, dtype=np.float64)
+
+    def derivative(segment: np.ndarray, start: int) -> np.ndarray:
+        if segment.shape[0] < 2:
+            return np.full(segment.shape, np.nan)
+        return np.gradient(segment, times_s[start : start + segment.shape[0]], axis=0)
+
+    return _per_valid_run(values, derivative)
+
+
+def _per_valid_run(values: np.ndarray, apply) -> np.ndarray:
+    """Apply ``apply(segment, start)`` to each run of valid samples of each
+    trailing series; series with the same valid runs (a person seen or not)
+    are processed together."""
+    values = np.asarray(values, dtype=np.float64)
+    out = np.full(values.shape, np.nan)
+    flat_in = values.reshape(values.shape[0], -1)
+    flat_out = out.reshape(out.shape[0], -1)
+    valid = ~np.isnan(flat_in)
+    groups: dict[bytes, list[int]] = {}
+    for j in range(flat_in.shape[1]):
+        groups.setdefault(valid[:, j].tobytes(), []).append(j)
+    for columns in groups.values():
+        for start, stop in runs(valid[:, columns[0]]):
+            segment = flat_in[start:stop, columns]
+            flat_out[start:stop, columns] = apply(segment, start)
+    return out

@@ -1,0 +1,230 @@
+"""``output/<name>_report.html``: one self-contained page per video (plots and
+key frames embedded as data URIs): summary table, events, angle and
+centre-of-mass plots with the events marked, and a few annotated key frames."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.analysis.analyzer import Analysis
+from pipeline.analysis.sports import SPORT_PROFILES
+from pipeline.outputs.annotate import PALETTE, Annotator
+from pipeline.outputs.pose_json import atomic_write_text
+from pipeline.pose.skeleton import ANGLE_NAMES
+from pipeline.video.probe import VideoInfo, open_capture
+
+MAX_KEY_FRAMES = 4
+KEY_FRAME_WIDTH = 640
+
+# Marks the page's state for whoever opens it: data-errors counts script
+# errors, data-images-loaded the embedded images that decoded.
+_PAGE_SCRIPT = """
+window.__errors = 0;
+window.addEventListener('error', function () { window.__errors += 1; document.body.dataset.errors = window.__errors; });
+window.addEventListener('load', function () {
+  var images = Array.prototype.slice.call(document.images);
+  document.body.dataset.imagesLoaded = images.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.body.dataset.errors = window.__errors;
+  document.body.dataset.ready = '1';
+});
+"""
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f3f3f3; } td.text, th.text { text-align: left; }
+figure { margin: 0 0 1.5em; } img { max-width: 100%; }
+.flags { color: #a40000; } .keyframes { display: flex; flex-wrap: wrap; gap: 8px; }
+.keyframes figure { width: 48%; margin: 0; } figcaption { font-size: 0.85em; color: #555; }
+"""
+
+
+def _png(fig) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _mark_events(ax, events: list[dict], person: int) -> None:
+    for e in events:
+        if e["person"] != person:
+            continue
+        if e["type"] in ("jump", "drop", "step_up"):
+            ax.axvspan(e["takeoff_s"], e["landing_s"], color="tab:orange", alpha=0.25, lw=0)
+        elif e["type"] == "repetition":
+            ax.axvline(e["peak_s"], color="tab:purple", lw=1, ls="--")
+
+
+def _plots(analysis: Analysis, highlighted: tuple[str, ...]) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+    from matplotlib.patches import Patch
+
+    times = analysis.track.timestamp_ms / 1000.0
+    persons = [p["id"] for p in analysis.summary["persons"] if p.get("analysed")]
+    events = list(analysis.events)
+    legend_marks = [
+        Patch(color="tab:orange", alpha=0.4, label="flight"),
+        Patch(color="tab:purple", label="repetition peak"),
+    ]
+    figures = []
+    for person in persons:
+        fig, (ax_angles, ax_com) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
+        for name in highlighted:
+            ax_angles.plot(
+                times, analysis.angles[:, person, ANGLE_NAMES.index(name)], lw=1.4, label=name.replace("_", " ")
+            )
+        ax_angles.set_ylabel("joint angle (deg)")
+        ax_angles.legend(loc="upper right", ncol=3, fontsize=8)
+        ax_angles.grid(alpha=0.3)
+        ax_com.plot(
+            times, analysis.com_height_bh[:, person], color=np.array(PALETTE[person % len(PALETTE)][::-1]) / 255, lw=1.6
+        )
+        ax_com.set_ylabel("centre of mass height\n(body heights above lowest foot level)")
+        ax_com.set_xlabel("time (s)")
+        ax_com.grid(alpha=0.3)
+        for ax in (ax_angles, ax_com):
+            _mark_events(ax, events, person)
+        ax_com.legend(handles=legend_marks, loc="upper right", fontsize=8)
+        fig.suptitle(f"Person {person}")
+        figures.append((f"Person {person}: joint angles and centre of mass height", _png(fig)))
+        plt.close(fig)
+    return figures
+
+
+def _key_frame_numbers(analysis: Analysis) -> list[tuple[int, str]]:
+    picks: list[tuple[int, str]] = []
+    for e in analysis.events:
+        if e["type"] in ("jump", "drop", "step_up"):
+            picks += [
+                (e["takeoff_frame"], "takeoff"),
+                (e["apex_frame"], "highest point"),
+                (e["landing_frame"], "landing"),
+            ]
+        elif e["type"] == "repetition":
+            picks.append((e["peak_frame"], f"repetition {e['index']} (peak)"))
+        if len(picks) >= MAX_KEY_FRAMES:
+            break
+    if not picks and analysis.track.num_frames:
+        counts = analysis.track.detected.sum(axis=1)
+        spread = np.linspace(0, analysis.track.num_frames - 1, MAX_KEY_FRAMES).astype(int)
+        picks = [(int(analysis.track.frame_index[i]), f"{counts[i]} person(s)") for i in spread]
+    return sorted(dict(picks[:MAX_KEY_FRAMES]).items())
+
+
+def _key_frames(video: str, analysis: Analysis, annotator: Annotator) -> list[tuple[str, str]]:
+    out = []
+    first = int(analysis.track.frame_index[0]) if analysis.track.num_frames else 0
+    cap = open_capture(video)
+    try:
+        for frame_number, caption in _key_frame_numbers(analysis):
+            cap.set(cv2.CAP_PROP_POS_FRAMES, frame_number)
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                continue
+            drawn = annotator.annotate(frame, analysis, frame_number - first)
+            scale = KEY_FRAME_WIDTH / drawn.shape[1]
+            small = cv2.resize(drawn, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
+            if ok:
+                uri = "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode("ascii")
+                out.append((f"frame {frame_number}: {caption}", uri))
+    finally:
+        cap.release()
+    return out
+
+
+def _table(header: list[str], rows: list[list], text_columns: int = 1) -> str:
+    def cell(tag: str, i: int, value) -> str:
+        css = ' class="text"' if i < text_columns else ""
+        return f"<{tag}{css}>{html.escape('' if value is None else str(value))}</{tag}>"
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(header))
+    body = "".join("<tr>" + "".join(cell("td", i, v) for i, v in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _person_rows(summary: dict) -> list[list]:
+    rows = []
+    for p in summary["persons"]:
+        if not p.get("analysed"):
+            rows.append([f"person {p['id']}", p["frames_detected"], "too short to analyse"] + [None] * 8)
+            continue
+        speed = (p["speed_bh_s"].get("com") or {}).get("max")
+        rows.append(
+            [
+                f"person {p['id']}",
+                p["frames_detected"],
+                p["quality"]["score"],
+                p["mean_visibility"],
+                p["jumps"]["count"],
+                p["jumps"]["best_height_m"],
+                p["jumps"]["mean_flight_time_s"],
+                p["contacts"]["mean_s"],
+                p["repetitions"]["count"],
+                p["repetitions"]["signal"],
+                speed,
+            ]
+        )
+    return rows
+
+
+def write_report(path: str | Path, video: str, info: VideoInfo, analysis: Analysis, settings: dict) -> Path:
+    """Write the report for one video; returns its path."""
+    path = Path(path)
+    summary = analysis.summary
+    profile = SPORT_PROFILES[summary["sport_type"]]
+    annotator = Annotator(fps=info.fps, frame_count=info.frame_count, angles=profile.angles[:4])
+    plots = _plots(analysis, profile.angles)
+    frames = _key_frames(video, analysis, annotator)
+    person_table = _table(
+        ["person", "frames", "quality", "visibility", "jumps", "best jump (m)", "mean flight (s)",
+         "mean contact (s)", "repetitions", "counted on", "peak COM speed (BH/s)"],
+        _person_rows(summary),
+    )  # fmt: skip
+    event_rows = [
+        [e["type"], e["person"], e["start_frame"], e["end_frame"], e.get("flight_time_s") or e.get("contact_time_s"),
+         e.get("height_m"), "; ".join(e["flags"])]
+        for e in analysis.events
+    ]  # fmt: skip
+    events_table = (
+        _table(["event", "person", "from frame", "to frame", "duration (s)", "jump height (m)", "flags"], event_rows)
+        if event_rows
+        else "<p>No jumps, contacts or repetitions found.</p>"
+    )
+    flags = "".join(f"<li>person {f['person']}: {html.escape(f['message'])}</li>" for f in summary["flags"])
+    parts = [
+        f"<h1>{html.escape(Path(video).name)}</h1>",
+        f"<p>{info.width}x{info.height}, {info.fps:g} fps, {info.frame_count} frames ({info.duration_s:.2f} s); "
+        f"sport: {html.escape(summary['sport_type'])}; quality preset: {html.escape(str(settings.get('quality')))}; "
+        f"model: {html.escape(str(settings.get('pose_model')))}; overall quality score: {summary['quality_score']}</p>",
+        "<h2>Summary</h2>",
+        person_table,
+        f'<ul class="flags">{flags}</ul>' if flags else "",
+        "<h2>Events</h2>",
+        events_table,
+        "<h2>Plots</h2>",
+        *(f'<figure class="plot"><img alt="{html.escape(c)}" src="{uri}"><figcaption>{html.escape(c)}</figcaption></figure>' for c, uri in plots),
+        "<h2>Key frames</h2>",
+        '<div class="keyframes">',
+        *(f'<figure class="keyframe"><img alt="{html.escape(c)}" src="{uri}"><figcaption>{html.escape(c)}</figcaption></figure>' for c, uri in frames),
+        "</div>",
+        "<h2>Settings</h2>",
+        f"<pre>{html.escape(json.dumps(settings, indent=1, default=str))}</pre>",
+    ]  # fmt: skip
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(Path(video).name)} report</title>'
+        f"<style>{_STYLE}</style><script>{_PAGE_SCRIPT}</script></head><body>{''.join(parts)}</body></html>"
+    )
+    atomic_write_text(path, lambda fh: fh.write(page))
+    return path
