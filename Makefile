@@ -1,11 +1,11 @@
 # make demo: set up and run the pipeline on the bundled sample video.
-# make test: set up and run the whole test suite.
+# make test: set up (including Chromium for the report test) and run the whole test suite.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint browser clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,16 @@ setup: $(STAMP)
 demo: setup
 	$(BIN)/python pipeline.py --input public
 
-test: setup lint
+# The report test opens the HTML report in headless Chromium (Debian's package).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "the report test needs Chromium: sudo apt-get install chromium" >&2; exit 1; \
+	  fi; }
+
+test: setup lint browser
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

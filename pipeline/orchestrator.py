@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
@@ -257,7 +257,8 @@ class VideoPipeline:
     def _plan(self, job: _Job, workers: int) -> None:
         job.result.info = info = probe_video(job.result.video)
         batch = self.config.batch_size or auto_batch_size(info.frame_count, workers)
-        job.specs = plan_chunks(info, batch, self.config.resolved_warmup_frames, self.config.sample_fps)
+        located = replace(info, path=str(Path(info.path).resolve()))  # workers may run in another directory
+        job.specs = plan_chunks(located, batch, self.config.resolved_warmup_frames, self.config.sample_fps)
         job.result.chunks = len(job.specs)
 
     def _run(self, pending: deque, max_in_flight: int) -> None:
@@ -362,31 +363,37 @@ class VideoPipeline:
         """Annotated video and report, on the Dask workers; each comes back as an event."""
         output = Path(self.config.output_dir)
         output.mkdir(parents=True, exist_ok=True)
+        absolute = output.resolve()  # workers may run in another directory
         info = job.result.info
         submitted = {}
         if self.config.render_video:
-            folder = job.segment_folder = segment_folder(output, job.result.name)
+            folder = job.segment_folder = segment_folder(absolute, job.result.name)
             frames = analysis.track.num_frames
             bounds = [spec.start for spec in job.specs]
-            specs = plan_segments(info.path, folder, frames, info.width, info.height, info.fps, bounds)
+            video = str(Path(info.path).resolve())
+            specs = plan_segments(video, folder, frames, info.width, info.height, info.fps, bounds)
             profile = SPORT_PROFILES[self.config.sport_type]
             annotator = Annotator(fps=info.fps, frame_count=frames, angles=profile.angles[:4])
-            path = str(output / f"{job.result.name}_annotated.mp4")
-            submitted["annotated_video"] = self.dask.submit_render(specs, analysis, annotator, path)
+            name = f"{job.result.name}_annotated.mp4"
+            future = self.dask.submit_render(specs, analysis, annotator, str(absolute / name))
+            submitted["annotated_video"] = (future, str(output / name))
         if self.config.report:
-            path = str(output / f"{job.result.name}_report.html")
-            settings = self._settings(job)
-            submitted["report"] = self.dask.submit_report(path, info.path, info, analysis, settings)
-        for name, future in submitted.items():
+            name = f"{job.result.name}_report.html"
+            video = str(Path(info.path).resolve())
+            future = self.dask.submit_report(str(absolute / name), video, info, analysis, self._settings(job))
+            submitted["report"] = (future, str(output / name))
+        for name, (future, path) in submitted.items():
             job.pending_outputs.add(name)
             job.futures.append(future)
-            future.add_done_callback(lambda f, j=job, n=name: events.put(("output", j, n, f)))
+            future.add_done_callback(lambda f, j=job, n=name, p=path: events.put(("output", j, (n, p), f)))
 
-    def _on_output(self, job: _Job, name: str, future) -> None:
+    def _on_output(self, job: _Job, output: tuple[str, str], future) -> None:
+        name, path = output
         if job.finished:
             return
         try:
-            job.result.outputs[name] = future.result()
+            future.result()
+            job.result.outputs[name] = path
         except Exception as exc:  # noqa: BLE001 - a task's error travels back as its own type
             self._fail(job, f"{name.replace('_', ' ')}: {_one_line(exc)}")
             return

@@ -5,6 +5,8 @@ import shutil
 
 from conftest import error_lines, run_cli
 
+from pipeline.outputs.pose_json import SCHEMA_VERSION
+
 
 def test_missing_path_exits_2(tmp_path):
     proc = run_cli("--input", str(tmp_path / "nope"), cwd=tmp_path)
@@ -53,7 +55,7 @@ def test_bad_and_good_in_one_folder(tmp_path, sample_video):
     good = [line for line in proc.stdout.splitlines() if line.startswith("ok ")]
     assert len(good) == 1 and "230 frames" in good[0] and "models/good_pose.json" in good[0]
     document = json.loads((tmp_path / "models" / "good_pose.json").read_text())
-    assert document["schema_version"] == "1.0"
+    assert document["schema_version"] == SCHEMA_VERSION
     assert [f["frame"] for f in document["frames"]] == list(range(230))
     assert document["settings"]["memory_limit"] == 0.3
     assert document["settings"]["batch_size"] == 120

@@ -220,7 +220,11 @@ class Analyzer:
         signals = self._repetition_signals(angles, com, body_px)
         repetitions, rep_signal, rep_direction = [], None, 0
         best = 0.0
-        for name in SPORT_PROFILES[p.sport_type].repetition_signals:
+        candidates = SPORT_PROFILES[p.sport_type].repetition_signals
+        if any(f.kind == "jump" for f in flights):
+            # The centre of mass rising and falling is what the jumps already describe.
+            candidates = tuple(name for name in candidates if name != "com_height")
+        for name in candidates:
             reps, direction = count_repetitions(signals[name], times, REPETITION_SIGNALS[name], p.events)
             if len(reps) < 2:
                 continue

@@ -4,8 +4,9 @@ Flights come from the lowest foot point in image rows (y grows downwards):
 
 1. *Support phases*: runs where the foot is still (vertical speed below
    ``still_speed_bh_s`` body heights per second) for at least ``min_support_s``.
-   Each has a level (median foot row). Short still runs higher than both
-   neighbours are the top of a flight, not support, and are dropped.
+   Each has a level (median foot row). A still run shorter than ``apex_max_s``
+   with a lower phase within a flight's reach on both sides is the top of a
+   flight, not support, and is dropped.
 2. Between two support phases A and B the foot is airborne when it rose above
    both levels by ``min_rise_bh`` (a jump: takeoff and landing at the same
    level) or when B is lower than A by more than ``same_level_bh`` (a drop,
@@ -94,16 +95,34 @@ def support_phases(foot_y: np.ndarray, times_s: np.ndarray, body_px: float, para
         if (stop - start) * period >= params.min_support_s
     ]
     margin = params.min_rise_bh * body_px
-    changed = True
-    while changed and len(phases) > 1:
-        changed = False
-        for i, phase in enumerate(phases):
-            neighbours = [phases[j].level for j in (i - 1, i + 1) if 0 <= j < len(phases)]
-            short = (phase.stop - phase.start) * period < params.apex_max_s
-            if short and all(level - phase.level > margin for level in neighbours):
-                del phases[i]
-                changed = True
+
+    def lower_within_reach(i: int, step: int) -> bool | None:
+        """Is there a phase lower by ``margin`` within a flight's reach on this side?
+        None when there is no phase at all on that side."""
+        j, found_any = i + step, False
+        while 0 <= j < len(phases):
+            found_any = True
+            gap = (
+                times_s[phases[i].start] - times_s[phases[j].stop - 1]
+                if step < 0
+                else times_s[phases[j].start] - times_s[phases[i].stop - 1]
+            )
+            if gap > params.max_flight_s:
                 break
+            if phases[j].level - phases[i].level > margin:
+                return True
+            j += step
+        return False if found_any else None
+
+    def is_apex(i: int) -> bool:
+        if (phases[i].stop - phases[i].start) * period >= params.apex_max_s:
+            return False
+        sides = [lower_within_reach(i, -1), lower_within_reach(i, 1)]
+        return all(side is not False for side in sides) and any(sides)
+
+    # Short still runs with lower ground within reach on both sides are the tops of
+    # flights (several in a row when hops follow each other faster than a support phase).
+    phases = [phase for i, phase in enumerate(phases) if not is_apex(i)] if len(phases) > 1 else phases
     return phases
 
 

@@ -57,7 +57,7 @@ def banner(events, frame: int, fps: float) -> str | None:
             others.append((1, f"REP {e['index']}"))
         elif kind == "contact" and e["start_frame"] <= frame < e["end_frame"]:
             others.append((2, f"CONTACT {e['contact_time_s']:.2f} s"))
-    texts = [text for _, text in sorted(states.items())] + [text for _, text in sorted(others)]
+    texts = [state[1] for _, state in sorted(states.items())] + [text for _, text in sorted(others)]
     return "  |  ".join(dict.fromkeys(texts)) if texts else None
 
 

@@ -103,6 +103,7 @@ class SegmentWriter:
     ) -> None:
         if width <= 0 or height <= 0:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
+        exe = ffmpeg_exe()
         self.path = Path(path)
         self.width = width
         self.height = height
@@ -113,7 +114,7 @@ class SegmentWriter:
         self._proc: subprocess.Popen | None = None
         self._closed = False
         timescale = str(track_timescale(self.rate))
-        command = [ffmpeg_exe(), *_QUIET, "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}"]
+        command = [exe, *_QUIET, "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}"]
         command += ["-r", str(self.rate), "-i", "-"]
         if width % 2 or height % 2:
             pad = f"pad={self.coded_size[0]}:{self.coded_size[1]}"
@@ -209,20 +210,8 @@ def join_segments(segments: list[Path], out_path: Path, fps: float) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as list_file:
         list_file.write(listing)
         list_file.flush()
-        command = [
-            ffmpeg_exe(),
-            *_QUIET,
-            "-xerror",
-            "-f",
-            "concat",
-            "-safe",
-            "0",
-            "-i",
-            list_file.name,
-            "-map",
-            "0:v:0",
-        ]
-        command += ["-c", "copy", "-movflags", "+faststart", "-video_track_timescale", timescale]
+        command = [ffmpeg_exe(), *_QUIET, "-xerror", "-f", "concat", "-safe", "0", "-i", list_file.name]
+        command += ["-map", "0:v:0", "-c", "copy", "-movflags", "+faststart", "-video_track_timescale", timescale]
         command += ["-f", "mp4", str(temp)]
         logger.debug("ffmpeg: %s", subprocess.list2cmdline(command))
         try:

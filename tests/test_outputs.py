@@ -1,0 +1,216 @@
+"""End to end on real engines: ground truth of the analysis on synthetic clips,
+the annotated video (H.264, every frame, drawn), summary.csv, and the report
+rendered in headless Chromium."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from conftest import run_cli
+from synthetic import G, make_jump_clip, make_repetition_clip
+
+from pipeline.config import PipelineConfig
+from pipeline.orchestrator import VideoPipeline
+from pipeline.video import probe_video
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--hide-scrollbars",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory, sample_video, lite_model):
+    folder = tmp_path_factory.mktemp("clips")
+    jump = make_jump_clip(folder / "jump.mp4", sample_video, model_path=lite_model.path)
+    reps = make_repetition_clip(folder / "reps.mp4", sample_video, model_path=lite_model.path)
+    return {"jump": (folder / "jump.mp4", jump), "reps": (folder / "reps.mp4", reps)}
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory, clips, sample_video):
+    """One run over the two synthetic clips and the sample clip."""
+    work = tmp_path_factory.mktemp("run")
+    config = PipelineConfig(quality="fast", workers=2, output_dir=str(work / "output"), models_dir=str(work / "models"))
+    with VideoPipeline(config) as pipeline:
+        result = pipeline.process([clips["jump"][0], clips["reps"][0], sample_video])
+    assert result.success, [v.error for v in result.failed]
+    return result
+
+
+def _document(result, name: str) -> dict:
+    video = next(v for v in result.videos if v.name == name)
+    with open(video.outputs["pose_json"], encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def test_jump_ground_truth(batch, clips):
+    """Takeoff and landing within one frame, flight time within one frame period."""
+    truth = clips["jump"][1]
+    document = _document(batch, "jump")
+    jumps = [e for e in document["events"] if e["type"] == "jump"]
+    assert len(jumps) == len(truth.jumps)
+    period = 1.0 / truth.fps
+    for found, known in zip(jumps, truth.jumps):
+        assert abs(found["takeoff_frame"] - known.takeoff_frame) <= 1
+        assert abs(found["landing_frame"] - known.landing_frame) <= 1
+        assert found["flight_time_s"] == pytest.approx(known.flight_time_s, abs=period + 1e-9)
+        worst = G * (known.flight_time_s + period) ** 2 / 8
+        assert abs(found["height_m"] - known.jump_height_m) <= worst - known.jump_height_m
+        assert found["plausible"]
+    # No other movement is reported: the man stands still between the jumps.
+    assert {e["type"] for e in document["events"]} <= {"jump", "contact"}
+    person = document["summary"]["persons"][0]
+    assert person["jumps"]["count"] == len(truth.jumps)
+    assert document["summary"]["persons_found"] == 1
+
+
+def test_repetitions_ground_truth(batch, clips):
+    truth = clips["reps"][1]
+    document = _document(batch, "reps")
+    reps = [e for e in document["events"] if e["type"] == "repetition"]
+    assert len(reps) == truth.n
+    assert [r["index"] for r in reps] == list(range(1, truth.n + 1))
+    for rep, peak in zip(reps, truth.peak_frames):
+        assert abs(rep["peak_frame"] - peak) <= 2
+    assert not [e for e in document["events"] if e["type"] in ("jump", "drop")]
+    summary = document["summary"]["persons"][0]["repetitions"]
+    assert summary["count"] == truth.n
+    assert summary["mean_period_s"] == pytest.approx(truth.period_s, abs=2 / truth.fps)
+
+
+def test_per_frame_series_in_pose_json(batch):
+    document = _document(batch, "jump")
+    assert document["schema_version"] == "1.1"
+    frames = document["frames"]
+    person = next(p for f in frames for p in (f["persons"] or []))
+    assert set(person["angles"]) == set(document["angle_names"])
+    assert set(person["speed_bh_s"]) == set(document["velocity_points"])
+    assert len(person["com_px"]) == 2 and person["ground_contact"] in (True, False)
+    # Airborne frames of the first jump are marked as such.
+    jump = next(e for e in document["events"] if e["type"] == "jump")
+    middle = frames[(jump["takeoff_frame"] + jump["landing_frame"]) // 2]
+    assert middle["persons"][0]["ground_contact"] is False
+
+
+def _stream(path: Path) -> tuple[str, int, int, float, int, str]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(video=0))
+        return (
+            stream.codec_context.name,
+            stream.codec_context.width,
+            stream.codec_context.height,
+            float(stream.average_rate),
+            frames,
+            stream.codec_context.pix_fmt,
+        )
+
+
+@pytest.mark.parametrize("name", ["jump", "demo"])
+def test_annotated_video_stream(batch, clips, sample_video, name):
+    video = next(v for v in batch.videos if v.name == name)
+    info = probe_video(video.video)
+    codec, width, height, fps, frames, pix_fmt = _stream(Path(video.outputs["annotated_video"]))
+    assert (codec, pix_fmt) == ("h264", "yuv420p")
+    assert (width, height) == (info.width, info.height)
+    assert fps == pytest.approx(info.fps, rel=1e-3)
+    assert frames == info.frame_count
+    segments = list(Path(video.outputs["annotated_video"]).parent.glob(".*segments*"))
+    assert segments == []  # the segments were removed after the join
+
+
+def test_annotated_frame_shows_the_skeleton(batch, clips):
+    """A drawn frame differs from the source where the skeleton is, not elsewhere."""
+    path, truth = clips["jump"]
+    video = next(v for v in batch.videos if v.name == "jump")
+    document = _document(batch, "jump")
+    index = truth.jumps[0].takeoff_frame - 10  # standing still
+    person = document["frames"][index]["persons"][0]
+    landmarks = np.array([[np.nan if v is None else v for v in row] for row in person["landmarks"]])
+    knee, ankle = landmarks[25, :2] * [truth.width, truth.height], landmarks[27, :2] * [truth.width, truth.height]
+    shin = ((knee + ankle) / 2).round().astype(int)
+
+    def frame_of(file: Path) -> np.ndarray:
+        with av.open(str(file)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                if i == index:
+                    return frame.to_ndarray(format="bgr24").astype(np.int16)
+        raise AssertionError(f"frame {index} missing in {file}")
+
+    drawn, source = frame_of(Path(video.outputs["annotated_video"])), frame_of(path)
+    difference = np.abs(drawn - source).sum(axis=2)
+    x, y = shin
+    assert difference[y - 3 : y + 4, x - 3 : x + 4].max() > 120  # the bone is drawn over the leg
+    # Far from the person and the labels (right edge, mid height): only compression noise.
+    assert np.median(difference[truth.height // 2 - 40 : truth.height // 2 + 40, -60:-10]) < 12
+
+
+def test_summary_csv(batch):
+    with open(batch.summary_csv, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    by_name = {}
+    for row in rows:
+        by_name.setdefault(row["name"], []).append(row)
+    assert set(by_name) == {"jump", "reps", "demo"}
+    assert all(row["status"] == "ok" and row["error"] == "" for row in rows)
+    assert by_name["jump"][0]["jumps"] == "2" and by_name["reps"][0]["repetitions"] == "5"
+    assert len(by_name["demo"]) >= 2  # the man and the woman
+    assert all(Path(row["annotated_video"]).exists() and Path(row["report"]).exists() for row in rows)
+
+
+def _chromium(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={cwd / 'profile'}", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_report_renders_in_chromium(batch, tmp_path):
+    report = Path(next(v for v in batch.videos if v.name == "jump").outputs["report"]).resolve()
+    dom = _chromium("--virtual-time-budget=5000", "--dump-dom", report.as_uri(), cwd=tmp_path)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = dom.stdout[dom.stdout.index("<body") : dom.stdout.index(">", dom.stdout.index("<body"))]
+    images = dom.stdout.count("<img ")
+    plots = dom.stdout.count('<figure class="plot">')
+    assert plots >= 1 and images >= plots + 1  # plots and key frames
+    assert 'data-ready="1"' in body
+    assert 'data-errors="0"' in body
+    assert f'data-images-loaded="{images}"' in body  # every embedded image decoded
+
+    shot = tmp_path / "report.png"
+    run = _chromium("--window-size=1200,2600", f"--screenshot={shot}", report.as_uri(), cwd=tmp_path)
+    assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
+    pixels = cv2.imread(str(shot))
+    assert pixels is not None and pixels.shape[:2] == (2600, 1200)
+    # matplotlib's first line colour (tab:blue, BGR 180,119,31) is on the page: the plots rendered.
+    blue = np.all(np.abs(pixels.astype(int) - [180, 119, 31]) < 30, axis=2)
+    assert blue.sum() > 500
+
+
+def test_cli_no_video_and_sport_type(tmp_path, clips):
+    run = run_cli(
+        "--video", str(clips["jump"][0]), "--quality", "fast", "--workers", "1",
+        "--no_video", "--sport_type", "jump", "--output", "out", "--models", "models",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert not list((tmp_path / "out").glob("*.mp4"))
+    assert (tmp_path / "out" / "jump_report.html").exists()
+    document = json.loads((tmp_path / "models" / "jump_pose.json").read_text())
+    assert document["settings"]["sport_type"] == "jump"
+    assert document["summary"]["highlights"]["event_types"] == ["jump", "drop", "contact"]
+    assert document["summary"]["event_counts"]["jump"] == 2
