@@ -1,5 +1,6 @@
 """The command line as a user runs it: exit codes and one-line errors."""
 
+import csv
 import json
 import shutil
 
@@ -68,3 +69,12 @@ def test_bad_and_good_in_one_folder(tmp_path, sample_video):
     assert set(person["angles"]) >= {"left_knee", "right_elbow", "left_ankle", "right_shoulder", "left_hip"}
     leftovers = [p.name for p in (tmp_path / "models").iterdir() if p.name.endswith(".part")]
     assert leftovers == []
+    # The batch summary names the failure with its reason and keeps the good video's rows.
+    with open(tmp_path / "output" / "summary.csv", encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert [(r["video"], r["error"]) for r in failed] == [
+        ("clips/broken.mp4", "not a readable video (the decoder could not open it)")
+    ]
+    assert {r["name"] for r in rows if r["status"] == "ok"} == {"good"}
+    assert (tmp_path / "output" / "good_annotated.mp4").exists()
