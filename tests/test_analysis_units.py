@@ -886,3 +886,22 @@ def test_person_events_short_contact_flag_threshold(contact_frames, flagged):
     assert event["contact_time_s"] == pytest.approx(contact_frames / fps, abs=1e-4)
     assert event["plausible"] is (not flagged)
     assert len(event["flags"]) == int(flagged)
+
+
+def test_repetitions_are_ordered_and_do_not_overlap():
+    """Each repetition spans valley to valley between its neighbours, even where
+    find_peaks' bases of a taller peak reach back past the smaller ones."""
+    fps = 30.0
+    t = np.arange(int(6 * fps)) / fps
+    heights = [40.0, 60.0, 50.0, 80.0, 45.0]  # degrees above a 100-degree rest
+    signal = np.full(t.shape, 100.0)
+    for k, height in enumerate(heights):
+        cycle = (t >= 0.5 + k) & (t < 1.5 + k)
+        signal[cycle] += height * (1 - np.cos(2 * np.pi * (t[cycle] - 0.5 - k))) / 2
+        signal[cycle] += 2.0 * k  # valleys between cycles creep upwards
+    reps, direction = count_repetitions(signal, t, 20.0, EventParams())
+    assert direction == 1 and len(reps) == len(heights)
+    peaks = [r.peak for r in reps]
+    assert peaks == sorted(peaks)
+    for before, after in zip(reps, reps[1:]):
+        assert before.start <= before.peak <= before.end <= after.start <= after.peak

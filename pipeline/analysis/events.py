@@ -233,8 +233,14 @@ def count_repetitions(
         for direction in (1, -1):
             segment = direction * signal[start:stop]
             peaks, props = find_peaks(segment, prominence=prominence, distance=distance)
-            for peak, left, right, prom in zip(peaks, props["left_bases"], props["right_bases"], props["prominences"]):
-                found[direction].append(Repetition(start + left, start + peak, start + right, float(prom)))
+            for i, (peak, prom) in enumerate(zip(peaks, props["prominences"])):
+                # A repetition runs from the valley before its peak to the valley after it,
+                # never past the neighbouring peaks (find_peaks' bases may reach beyond them).
+                lo = max(props["left_bases"][i], peaks[i - 1] if i else 0)
+                hi = min(props["right_bases"][i], peaks[i + 1] if i + 1 < len(peaks) else len(segment) - 1)
+                first = lo + int(np.argmin(segment[lo : peak + 1]))
+                last = peak + int(np.argmin(segment[peak : hi + 1]))
+                found[direction].append(Repetition(start + first, start + peak, start + last, float(prom)))
     direction = 1 if len(found[1]) >= len(found[-1]) else -1
     if len(found[1]) == len(found[-1]) and found[1]:
         # As many maxima as minima (a pure oscillation): count once, towards the larger swings.
