@@ -23,6 +23,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
+def batches(pipeline, video: str, frames: int, repeat: int) -> tuple[list[float], int]:
+    """Frames/s of ``repeat`` batches of one video on running engines, and its chunk count."""
+    rates = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        batch = pipeline.process([video])
+        assert batch.success, batch.videos[0].error
+        rates.append(frames / (time.perf_counter() - t0))
+    return rates, batch.videos[0].chunks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--video", default="public/demo.mp4")
@@ -56,20 +67,9 @@ def main() -> None:
     t0 = time.perf_counter()
     with VideoPipeline(config) as pipeline:
         start_s = time.perf_counter() - t0
-        warm = []
-        for _ in range(args.repeat):
-            t1 = time.perf_counter()
-            batch = pipeline.process([args.video])
-            assert batch.success, batch.videos[0].error
-            warm.append(info.frame_count / (time.perf_counter() - t1))
-        first_chunks = batch.videos[0].chunks
+        warm, first_chunks = batches(pipeline, args.video, info.frame_count, args.repeat)
         pipeline.config = config.with_overrides(render_video=True, report=True)
-        with_outputs = []
-        for _ in range(args.repeat):
-            t1 = time.perf_counter()
-            batch = pipeline.process([args.video])
-            assert batch.success, batch.videos[0].error
-            with_outputs.append(info.frame_count / (time.perf_counter() - t1))
+        with_outputs, _ = batches(pipeline, args.video, info.frame_count, args.repeat)
     whole = time.perf_counter() - t0
     results["pipeline_fps_engines_running"] = max(warm)
     results["pipeline_fps_with_video_and_report"] = max(with_outputs)

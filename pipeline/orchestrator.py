@@ -128,6 +128,7 @@ class _Job:
 
     def __init__(self, path: Path, name: str) -> None:
         self.result = VideoResult(video=str(path), name=name)
+        self.source = str(path.resolve())  # what the workers open: they may run in another directory
         self.started = time.perf_counter()
         self.specs: list[ChunkSpec] = []
         self.chunks: dict[int, PoseChunk] = {}
@@ -257,8 +258,9 @@ class VideoPipeline:
     def _plan(self, job: _Job, workers: int) -> None:
         job.result.info = info = probe_video(job.result.video)
         batch = self.config.batch_size or auto_batch_size(info.frame_count, workers)
-        located = replace(info, path=str(Path(info.path).resolve()))  # workers may run in another directory
-        job.specs = plan_chunks(located, batch, self.config.resolved_warmup_frames, self.config.sample_fps)
+        job.specs = plan_chunks(
+            replace(info, path=job.source), batch, self.config.resolved_warmup_frames, self.config.sample_fps
+        )
         job.result.chunks = len(job.specs)
 
     def _run(self, pending: deque, max_in_flight: int) -> None:
@@ -370,8 +372,7 @@ class VideoPipeline:
             folder = job.segment_folder = segment_folder(absolute, job.result.name)
             frames = analysis.track.num_frames
             bounds = [spec.start for spec in job.specs]
-            video = str(Path(info.path).resolve())
-            specs = plan_segments(video, folder, frames, info.width, info.height, info.fps, bounds)
+            specs = plan_segments(job.source, folder, frames, info.width, info.height, info.fps, bounds)
             profile = SPORT_PROFILES[self.config.sport_type]
             annotator = Annotator(fps=info.fps, frame_count=frames, angles=profile.angles[:4])
             name = f"{job.result.name}_annotated.mp4"
@@ -379,8 +380,7 @@ class VideoPipeline:
             submitted["annotated_video"] = (future, str(output / name))
         if self.config.report:
             name = f"{job.result.name}_report.html"
-            video = str(Path(info.path).resolve())
-            future = self.dask.submit_report(str(absolute / name), video, info, analysis, self._settings(job))
+            future = self.dask.submit_report(str(absolute / name), job.source, info, analysis, self._settings(job))
             submitted["report"] = (future, str(output / name))
         for name, (future, path) in submitted.items():
             job.pending_outputs.add(name)

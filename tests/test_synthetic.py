@@ -20,6 +20,8 @@ from synthetic import (
     person_patch,
 )
 
+from pipeline.video import iter_frames
+
 HIPS = (23, 24)
 
 
@@ -54,13 +56,8 @@ def decode(path) -> tuple[list[np.ndarray], float, int, int, int]:
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
     height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
     cap.release()
+    frames = [frame for _, frame in iter_frames(str(path), 0, None)]
     return frames, fps, count, width, height
 
 

@@ -166,18 +166,16 @@ class Analyzer:
                 continue
             series = self._person(linked, meta, rows, times, rate, slot)
             persons.append(series)
-            for name in out:
-                if name == "body_height_px":
-                    out[name][slot] = series.body_px
-                elif name in series.arrays:
-                    out[name][rows, slot] = series.arrays[name]
+            out["body_height_px"][slot] = series.body_px
+            for name, values in series.arrays.items():
+                out[name][rows, slot] = values
             events.extend(series.events(linked.frame_index[rows], times))
         # Frames skipped by --sample_fps: interpolate the drawing landmarks between analysed neighbours.
         if len(rows) < frames and len(rows) > 1:
             step = int(np.max(np.diff(rows)))
             out["landmarks_px"] = filters.fill_gaps(out["landmarks_px"], step)[0].astype(np.float32)
         events.sort(key=lambda e: (e["start_frame"], e["person"]))
-        summary = summarize(linked, persons, events, meta, p)
+        summary = summarize(linked, persons, events, p)
         return Analysis(track=linked, events=tuple(events), summary=summary, **out)
 
     def _person(self, track, meta, rows, times, rate, slot) -> PersonSeries:

@@ -258,7 +258,7 @@ def _person_summary(
     }
 
 
-def summarize(track: PoseChunk, persons: list[PersonSeries], events: list[dict], meta, params) -> dict:
+def summarize(track: PoseChunk, persons: list[PersonSeries], events: list[dict], params) -> dict:
     """Per-video and per-person summary (plain dict, JSON-ready)."""
     rows = np.flatnonzero(track.sampled)
     times = track.timestamp_ms[rows] / 1000.0

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from pipeline.analysis.analyzer import Analysis
-from pipeline.pose.skeleton import CONNECTIONS, JOINT_ANGLES
+from pipeline.pose.skeleton import ANGLE_NAMES, CONNECTIONS, JOINT_ANGLES
 
 # BGR colours per person id (cycled), chosen to stay visible on grass and sky.
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -107,11 +107,10 @@ class Annotator:
 
     def _angle_labels(self, out: np.ndarray, points: np.ndarray, angles: np.ndarray, scale: float, thickness: int):
         """Each label sits on the outer side of its joint (away from the body's midline)."""
-        names = list(JOINT_ANGLES)
         midline = np.nanmean(points[[11, 12, 23, 24], 0])
         font_scale, weight = 0.5 * scale, max(1, thickness - 1)
         for name in self.angles:
-            value = angles[names.index(name)]
+            value = angles[ANGLE_NAMES.index(name)]
             vertex = points[JOINT_ANGLES[name][1]]
             if math.isnan(value) or not np.isfinite(vertex).all():
                 continue

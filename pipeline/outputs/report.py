@@ -15,10 +15,12 @@ import numpy as np
 
 from pipeline.analysis.analyzer import Analysis
 from pipeline.analysis.sports import SPORT_PROFILES
+from pipeline.errors import OutputError, VideoError
 from pipeline.outputs.annotate import PALETTE, Annotator
 from pipeline.outputs.pose_json import atomic_write_text
 from pipeline.pose.skeleton import ANGLE_NAMES
-from pipeline.video.probe import VideoInfo, open_capture
+from pipeline.video.probe import VideoInfo
+from pipeline.video.reader import iter_frames
 
 MAX_KEY_FRAMES = 4
 KEY_FRAME_WIDTH = 640
@@ -125,22 +127,19 @@ def _key_frame_numbers(analysis: Analysis) -> list[tuple[int, str]]:
 def _key_frames(video: str, analysis: Analysis, annotator: Annotator) -> list[tuple[str, str]]:
     out = []
     first = int(analysis.track.frame_index[0]) if analysis.track.num_frames else 0
-    cap = open_capture(video)
-    try:
-        for frame_number, caption in _key_frame_numbers(analysis):
-            cap.set(cv2.CAP_PROP_POS_FRAMES, frame_number)
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                continue
-            drawn = annotator.annotate(frame, analysis, frame_number - first)
-            scale = KEY_FRAME_WIDTH / drawn.shape[1]
-            small = cv2.resize(drawn, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-            ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
-            if ok:
-                uri = "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode("ascii")
-                out.append((f"frame {frame_number}: {caption}", uri))
-    finally:
-        cap.release()
+    for frame_number, caption in _key_frame_numbers(analysis):
+        decoded = [frame for _, frame in iter_frames(video, frame_number, frame_number + 1)]
+        if not decoded:
+            raise VideoError(video, f"key frame {frame_number} could not be decoded for the report")
+        frame = decoded[0]
+        drawn = annotator.annotate(frame, analysis, frame_number - first)
+        scale = KEY_FRAME_WIDTH / drawn.shape[1]
+        small = cv2.resize(drawn, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if not ok:
+            raise OutputError(f"report: key frame {frame_number} could not be encoded as JPEG")
+        uri = "data:image/jpeg;base64," + base64.b64encode(jpeg.tobytes()).decode("ascii")
+        out.append((f"frame {frame_number}: {caption}", uri))
     return out
 
 
