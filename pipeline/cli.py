@@ -101,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
          help="which angles and events to highlight and how repetitions are counted (default: general)")  # fmt: skip
     _add(parser, "no_video", action="store_true", help="skip the annotated video")
     _add(parser, "no_report", action="store_true", help="skip the HTML report")
-    _add(parser, "quiet", action="store_true", help="print only the per-video lines and errors")
+    _add(parser, "force", action="store_true",
+         help="recompute everything: ignore finished chunks and videos of earlier runs (kept in OUTPUT/.jobs)")  # fmt: skip
+    _add(
+        parser, "quiet", action="store_true", help="no progress bars or log lines; only the per-video lines and errors"
+    )
     _add(parser, "verbose", action="store_true", help="debug logging")
     return parser
 
@@ -124,6 +128,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         sport_type=args.sport_type,
         render_video=not args.no_video,
         report=not args.no_report,
+        force=args.force,
     )
 
 

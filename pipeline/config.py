@@ -85,6 +85,7 @@ class PipelineConfig:
     render_video: bool = True  # the annotated video in output_dir
     report: bool = True  # the HTML report in output_dir
     analysis: AnalysisParams | None = None
+    force: bool = False  # ignore the work folders of earlier runs (recompute everything)
 
     def __post_init__(self) -> None:
         if self.quality not in QUALITY_PRESETS:

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import uuid
 
-from pipeline.analysis.analyzer import Analysis
 from pipeline.errors import ClusterError
+from pipeline.jobs import AnalysisStore, ChunkRecord, save_chunk
 from pipeline.outputs.annotate import Annotator
+from pipeline.outputs.pose_json import write_pose_json
 from pipeline.outputs.render import RenderSpec, join_rendered, render_segment
 from pipeline.outputs.report import write_report
 from pipeline.pose.estimator import EstimatorSettings, PoseEstimator
-from pipeline.pose.types import PoseChunk
 from pipeline.video.plan import ChunkSpec
 
 logger = logging.getLogger(__name__)
@@ -38,14 +39,16 @@ def worker_estimator(settings: EstimatorSettings) -> PoseEstimator:
         return estimator
 
 
-def extract_chunk(spec: ChunkSpec, settings: EstimatorSettings) -> PoseChunk:
-    """Dask task: decode ``spec``'s frames from the file and return their landmarks."""
-    return worker_estimator(settings)(spec)
+def extract_chunk(spec: ChunkSpec, settings: EstimatorSettings, artifact: str) -> ChunkRecord:
+    """Dask task: decode ``spec``'s frames, track them, write the landmarks to
+    ``artifact`` (atomically) and return the chunk's small record. The
+    landmarks never travel back to the driver."""
+    return save_chunk(artifact, spec.index, worker_estimator(settings)(spec))
 
 
-def render_task(spec: RenderSpec, view: Analysis, annotator: Annotator) -> int:
+def render_task(spec: RenderSpec, store: str, annotator: Annotator) -> int:
     """Dask task: one segment of the annotated video; returns its frame count."""
-    return render_segment(spec, view, annotator)
+    return render_segment(spec, AnalysisStore(store).read(spec.start, spec.stop), annotator)
 
 
 def join_task(specs: list[RenderSpec], out_path: str, *written: int) -> str:
@@ -53,9 +56,14 @@ def join_task(specs: list[RenderSpec], out_path: str, *written: int) -> str:
     return join_rendered(specs, out_path, list(written))
 
 
-def report_task(path: str, video: str, info, analysis: Analysis, settings: dict) -> str:
+def report_task(path: str, video: str, info, store: str, settings: dict) -> str:
     """Dask task: the HTML report."""
-    return str(write_report(path, video, info, analysis, settings))
+    return str(write_report(path, video, info, AnalysisStore(store).read(), settings))
+
+
+def pose_json_task(path: str, header: dict, store: str) -> str:
+    """Dask task: the pose JSON, streamed from the stored analysis block by block."""
+    return str(write_pose_json(path, header, AnalysisStore(store)))
 
 
 class DaskEngine:
@@ -96,30 +104,31 @@ class DaskEngine:
     def worker_pids(self) -> list[int]:
         return sorted(self.client.run(os.getpid).values())
 
-    def submit_extract(self, spec: ChunkSpec, settings: EstimatorSettings, retries: int):
+    def local_worker_pids(self) -> list[int]:
+        """PIDs of the workers that run on this machine (an attached cluster may have others)."""
+        here = socket.gethostname()
+        found = self.client.run(lambda: (socket.gethostname(), os.getpid()))
+        return sorted(pid for host, pid in found.values() if host == here)
+
+    def submit_extract(self, spec: ChunkSpec, settings: EstimatorSettings, artifact: str, retries: int):
         key = f"extract-{os.path.basename(spec.video_path)}-{spec.index}-{uuid.uuid4().hex[:8]}"
-        return self.client.submit(extract_chunk, spec, settings, key=key, retries=retries, pure=False)
+        return self.client.submit(extract_chunk, spec, settings, artifact, key=key, retries=retries, pure=False)
 
-    def submit_render(self, specs: list[RenderSpec], analysis: Analysis, annotator: Annotator, out_path: str):
-        """Render every segment in parallel; the returned future yields the joined video's path."""
-        tag = uuid.uuid4().hex[:8]
-        segments = [
-            self.client.submit(
-                render_task,
-                spec,
-                analysis.frames(spec.start, spec.stop),
-                annotator,
-                key=f"render-{spec.index}-{tag}",
-                pure=False,
-            )
-            for spec in specs
-        ]
-        return self.client.submit(join_task, specs, out_path, *segments, key=f"join-{tag}", pure=False)
+    def submit_render_segment(self, spec: RenderSpec, store: str, annotator: Annotator, retries: int):
+        key = f"render-{os.path.basename(spec.video)}-{spec.index}-{uuid.uuid4().hex[:8]}"
+        return self.client.submit(render_task, spec, store, annotator, key=key, retries=retries, pure=False)
 
-    def submit_report(self, path: str, video: str, info, analysis: Analysis, settings: dict):
-        return self.client.submit(
-            report_task, path, video, info, analysis, settings, key=f"report-{uuid.uuid4().hex[:8]}", pure=False
-        )
+    def submit_join(self, specs: list[RenderSpec], out_path: str, segments: list):
+        key = f"join-{os.path.basename(out_path)}-{uuid.uuid4().hex[:8]}"
+        return self.client.submit(join_task, specs, out_path, *segments, key=key, pure=False)
+
+    def submit_report(self, path: str, video: str, info, store: str, settings: dict, retries: int):
+        key = f"report-{os.path.basename(path)}-{uuid.uuid4().hex[:8]}"
+        return self.client.submit(report_task, path, video, info, store, settings, key=key, retries=retries, pure=False)
+
+    def submit_pose_json(self, path: str, header: dict, store: str, retries: int):
+        key = f"pose-json-{os.path.basename(path)}-{uuid.uuid4().hex[:8]}"
+        return self.client.submit(pose_json_task, path, header, store, key=key, retries=retries, pure=False)
 
     def close(self) -> None:
         client = getattr(self, "client", None)

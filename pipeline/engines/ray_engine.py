@@ -11,10 +11,12 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import socket
 from concurrent.futures import Future
 
 from pipeline.analysis.analyzer import Analysis, AnalysisParams, Analyzer, TrackMeta
 from pipeline.errors import ClusterError
+from pipeline.jobs import ChunkRecord, load_track, save_analysis
 from pipeline.pose.types import PoseChunk
 
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -30,8 +32,18 @@ class AnalyzerActor:
     def analyze(self, track: PoseChunk, meta: TrackMeta) -> Analysis:
         return self._analyzer(track, meta)
 
+    def analyze_stored(self, records: list[ChunkRecord], meta: TrackMeta, folder: str) -> dict:
+        """Read the chunks from disk, analyse them, store the result in ``folder``;
+        only the summary travels back."""
+        analysis = self._analyzer(load_track(records), meta)
+        save_analysis(folder, analysis)
+        return analysis.summary
+
     def pid(self) -> int:
         return os.getpid()
+
+    def where(self) -> tuple[str, int]:
+        return socket.gethostname(), os.getpid()
 
 
 def _import_ray(embedded: bool):
@@ -88,8 +100,18 @@ class RayEngine:
         """Send a track to the next actor; the returned Future yields an Analysis."""
         return next(self._next).analyze.remote(track, meta).future()
 
+    def analyze_stored(self, records: list[ChunkRecord], meta: TrackMeta, folder: str) -> Future:
+        """Like :meth:`analyze` with the chunks and the result on disk; the Future yields the summary."""
+        return next(self._next).analyze_stored.remote(records, meta, folder).future()
+
     def actor_pids(self) -> list[int]:
         return sorted(self._ray.get([actor.pid.remote() for actor in self._actors]))
+
+    def local_actor_pids(self) -> list[int]:
+        """PIDs of the analyzer actors that run on this machine."""
+        here = socket.gethostname()
+        found = self._ray.get([actor.where.remote() for actor in self._actors], timeout=10)
+        return sorted(pid for host, pid in found if host == here)
 
     def close(self) -> None:
         for actor in self._actors:

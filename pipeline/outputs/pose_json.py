@@ -13,6 +13,7 @@ import numpy as np
 
 from pipeline.analysis.analyzer import Analysis
 from pipeline.analysis.body import VELOCITY_POINTS
+from pipeline.jobs import AnalysisStore
 from pipeline.pose.skeleton import ANGLE_NAMES, LANDMARK_NAMES
 from pipeline.pose.types import PoseChunk
 
@@ -90,9 +91,11 @@ def atomic_write_text(path: Path, write) -> None:
         raise
 
 
-def write_pose_json(path: str | os.PathLike, header: dict, analysis: Analysis) -> Path:
-    """Write the document; frames are streamed to the file one by one."""
+def write_pose_json(path: str | os.PathLike, header: dict, analysis: Analysis | AnalysisStore) -> Path:
+    """Write the document; frames are streamed to the file one by one (from a
+    stored analysis, read a block of frames at a time)."""
     path = Path(path)
+    blocks = analysis.blocks() if isinstance(analysis, AnalysisStore) else [analysis]
     document = {
         "schema_version": SCHEMA_VERSION,
         **header,
@@ -108,10 +111,13 @@ def write_pose_json(path: str | os.PathLike, header: dict, analysis: Analysis) -
     def write(fh) -> None:
         head = json.dumps(document, separators=(",", ":"))
         fh.write(head[:-1] + ',"frames":[')
-        for i, entry in enumerate(frame_entries(analysis)):
-            if i:
-                fh.write(",\n")
-            fh.write(json.dumps(entry, separators=(",", ":")))
+        first = True
+        for block in blocks:
+            for entry in frame_entries(block):
+                if not first:
+                    fh.write(",\n")
+                fh.write(json.dumps(entry, separators=(",", ":")))
+                first = False
         fh.write("]}\n")
 
     atomic_write_text(path, write)

@@ -1,0 +1,282 @@
+"""MemoryMonitor: keeps the whole run inside ``--memory_limit`` x system RAM.
+
+What is measured: the resident memory (RSS) of every process of the run on
+this machine, summed: the driver and all its descendants (the embedded Dask
+workers and their ffmpeg encoders, the embedded Ray processes: GCS, raylet
+and its workers, agents) plus the local processes of attached clusters the
+run uses (its Dask workers and Ray actors). Summed RSS counts shared pages
+once per process, so it errs on the safe side.
+
+How the budget is held:
+
+1. **Plan** (:func:`plan_resources`): before anything starts, the budget is
+   split between the driver, Ray (its base processes, the analyzer actors and
+   an object store sized from the budget) and the Dask workers (each gets a
+   Dask ``memory_limit``). ``--workers auto`` takes as many workers as the
+   budget holds (at most one per core); an explicit worker count that does
+   not fit, or a budget that does not hold even one worker, fails with the
+   amount needed.
+2. **Admission** (:class:`MemoryMonitor`): a sampler thread measures the tree
+   every 100 ms. The orchestrator submits a task only while the measured
+   total is below the *high mark* (the budget minus room for every worker to
+   start its largest task at once); above it, submission stops until the total
+   falls below the *low mark*. At most one task per worker is in flight.
+3. **Chunks**: a chunk's landmarks are written to disk by the worker, so the
+   memory a chunk needs depends on the frame size, not on the video's length.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import psutil
+
+from pipeline.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+MiB = 1024**2
+GiB = 1024**3
+
+# Measured on the sample clip (1768x994) with the lite and full models (RSS, MiB);
+# see the README's "Memory" section for how to re-measure them.
+DRIVER_BYTES = 320 * MiB
+RAY_BASE_BYTES = 520 * MiB  # gcs_server, raylet, dashboard and runtime-env agents, monitors
+ANALYZER_BYTES = 220 * MiB  # one analyzer actor process, idle
+WORKER_BYTES = 300 * MiB  # a Dask worker with MediaPipe and a model loaded
+FRAME_COPIES_EXTRACT = 10  # decoded frame, RGB copy, MediaPipe's input and scaled copies
+FRAME_COPIES_ENCODE = 36  # ffmpeg/libx264 veryfast: lookahead, references, threads
+ENCODER_BASE_BYTES = 30 * MiB
+ANALYSIS_BYTES_PER_FRAME = 6 * 1024  # per person slot, analyser working set
+MIN_OBJECT_STORE_BYTES = 80 * MiB
+OBJECT_STORE_SHARE = 0.05
+
+
+def system_memory() -> int:
+    return psutil.virtual_memory().total
+
+
+def frame_bytes(width: int, height: int) -> int:
+    return width * height * 3
+
+
+def task_bytes(width: int, height: int, render: bool) -> int:
+    """Largest extra memory one task needs for frames of this size (extraction or encoding)."""
+    frame = frame_bytes(width, height)
+    extract = FRAME_COPIES_EXTRACT * frame
+    encode = ENCODER_BASE_BYTES + FRAME_COPIES_ENCODE * frame + 2 * frame if render else 0
+    return max(extract, encode)
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    """How the budget is shared out; every figure in bytes."""
+
+    budget: int
+    workers: int
+    analyzers: int
+    worker_limit: int  # Dask memory_limit of each worker
+    object_store: int  # Ray object store
+    task_reserve: int  # room kept for one task per worker
+    fixed: int  # driver + Ray + workers at rest
+
+    @property
+    def high_mark(self) -> int:
+        return self.budget - self.task_reserve
+
+    @property
+    def low_mark(self) -> int:
+        return max(self.fixed, self.high_mark - int(0.05 * self.budget))
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__} | {
+            "high_mark": self.high_mark,
+            "low_mark": self.low_mark,
+        }
+
+
+def _needed(workers: int, analyzers: int, task: int, object_store: int, embedded_ray: bool, embedded_dask: bool):
+    ray = (RAY_BASE_BYTES + object_store if embedded_ray else 0) + analyzers * ANALYZER_BYTES
+    dask = workers * WORKER_BYTES if embedded_dask else 0
+    fixed = DRIVER_BYTES + ray + dask
+    return fixed, fixed + workers * task
+
+
+def plan_resources(
+    fraction: float,
+    *,
+    cores: int,
+    workers: int | None,
+    analyzers: int | None,
+    largest_frame_wh: tuple[int, int],
+    render: bool,
+    embedded_ray: bool = True,
+    embedded_dask: bool = True,
+    total: int | None = None,
+) -> ResourcePlan:
+    """Share ``fraction`` x RAM out; raise ConfigError saying what is needed when it cannot fit.
+
+    ``workers``/``analyzers`` None means: as many as fit (at most ``cores``; analyzers at most 2).
+    ``largest_frame_wh`` is the largest frame size of the batch (it sets the per-task room).
+    """
+    total = total or system_memory()
+    budget = int(fraction * total)
+    task = task_bytes(*largest_frame_wh, render)
+    object_store = max(MIN_OBJECT_STORE_BYTES, int(OBJECT_STORE_SHARE * budget)) if embedded_ray else 0
+
+    def fits(w: int, a: int) -> bool:
+        return _needed(w, a, task, object_store, embedded_ray, embedded_dask)[1] <= budget
+
+    chosen_workers = workers or cores
+    if workers is None:
+        while chosen_workers > 1 and not fits(chosen_workers, 1):
+            chosen_workers -= 1
+    chosen_analyzers = analyzers or min(2, chosen_workers)
+    if analyzers is None:
+        while chosen_analyzers > 1 and not fits(chosen_workers, chosen_analyzers):
+            chosen_analyzers -= 1
+    fixed, needed = _needed(chosen_workers, chosen_analyzers, task, object_store, embedded_ray, embedded_dask)
+    if needed > budget:
+        share = math.ceil(needed / total * 100) / 100
+        what = f"{chosen_workers} worker(s) and {chosen_analyzers} analyzer(s)"
+        raise ConfigError(
+            f"memory budget {budget / GiB:.2f} GiB (--memory_limit {fraction:g} of {total / GiB:.1f} GiB) "
+            f"cannot hold {what} for {largest_frame_wh[0]}x{largest_frame_wh[1]} frames: about "
+            f"{needed / GiB:.2f} GiB needed (--memory_limit {share:g}"
+            + (" or fewer --workers)" if workers and workers > 1 else ")")
+        )
+    worker_limit = WORKER_BYTES + task + max(0, (budget - needed) // max(1, chosen_workers))
+    return ResourcePlan(
+        budget=budget,
+        workers=chosen_workers,
+        analyzers=chosen_analyzers,
+        worker_limit=int(worker_limit),
+        object_store=object_store,
+        task_reserve=chosen_workers * task,
+        fixed=fixed,
+    )
+
+
+def tree_processes(roots: Iterable[int]) -> list[psutil.Process]:
+    """The processes ``roots`` and all their descendants (each once)."""
+    seen: dict[int, psutil.Process] = {}
+    for pid in roots:
+        try:
+            root = psutil.Process(pid)
+            family = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for proc in family:
+            seen.setdefault(proc.pid, proc)
+    return list(seen.values())
+
+
+def tree_rss(roots: Iterable[int]) -> int:
+    """Summed resident memory of ``roots`` and their descendants, bytes."""
+    total = 0
+    for proc in tree_processes(roots):
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+class MemoryMonitor:
+    """Samples the run's memory every ``interval_s`` and answers "may I submit?".
+
+    ``roots()`` returns the PIDs whose trees make up the run (the driver's own
+    PID is always included). Above ``high`` submission stops; it starts again
+    below ``low``. ``peak`` is the largest total seen.
+    """
+
+    def __init__(
+        self,
+        budget: int,
+        high: int,
+        low: int,
+        roots: Callable[[], Iterable[int]] = tuple,
+        interval_s: float = 0.1,
+    ) -> None:
+        if not 0 < low <= high <= budget:
+            raise ValueError(f"expected 0 < low <= high <= budget, got {low}, {high}, {budget}")
+        self.budget, self.high, self.low = budget, high, low
+        self.interval_s = interval_s
+        self._roots = roots
+        self._extra: tuple[int, ...] = ()
+        self.current = 0
+        self.peak = 0
+        self.paused = False
+        self.pauses = 0  # how many times submission was stopped
+        self.over_budget_s = 0.0  # time spent above the budget
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def sample(self) -> int:
+        roots = {os.getpid(), *self._extra}
+        total = tree_rss(roots)
+        with self._lock:
+            self.current = total
+            self.peak = max(self.peak, total)
+            if self.paused and total < self.low:
+                self.paused = False
+                logger.debug("memory %.0f MiB below the low mark: submitting again", total / MiB)
+            elif not self.paused and total >= self.high:
+                self.paused = True
+                self.pauses += 1
+                logger.debug("memory %.0f MiB above the high mark: holding submissions", total / MiB)
+        return total
+
+    def refresh_roots(self) -> None:
+        """Ask ``roots()`` again (engines started, workers restarted)."""
+        try:
+            self._extra = tuple(self._roots())
+        except Exception as exc:  # noqa: BLE001 - an engine that cannot answer keeps the old list
+            logger.debug("memory monitor: could not list the engines' processes: %s", exc)
+
+    def may_submit(self) -> bool:
+        with self._lock:
+            return not self.paused
+
+    def start(self) -> MemoryMonitor:
+        self.refresh_roots()
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="memory-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        last = time.monotonic()
+        refreshed = last
+        while not self._stop.wait(self.interval_s):
+            total = self.sample()
+            now = time.monotonic()
+            if total > self.budget:
+                self.over_budget_s += now - last
+            last = now
+            if now - refreshed > 5.0:
+                self.refresh_roots()
+                refreshed = now
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def report(self) -> dict:
+        return {
+            "budget_bytes": self.budget,
+            "high_mark_bytes": self.high,
+            "low_mark_bytes": self.low,
+            "peak_bytes": self.peak,
+            "pauses": self.pauses,
+            "over_budget_s": round(self.over_budget_s, 2),
+        }
