@@ -13,10 +13,14 @@ import os
 import sys
 import time
 
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from pipeline.analysis.sports import DEFAULT_SPORT, SPORT_PROFILES
 from pipeline.config import QUALITY_PRESETS, PipelineConfig, load_env
-from pipeline.errors import ClusterError, ConfigError, InputError, ModelError, PipelineError
+from pipeline.errors import ClusterError, ConfigError, InputError, ModelError, OutputError, PipelineError
 from pipeline.inputs import discover_videos
+from pipeline.jobs import ensure_writable
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
 logger = logging.getLogger("pipeline")
@@ -110,6 +114,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class ProgressDisplay:
+    """Progress bars on stderr: one for the batch (frames of every video) and one
+    per video while it is being processed, each with frames/s and ETA.
+    ``enabled=None`` shows them only on a terminal."""
+
+    def __init__(self, enabled: bool | None = None) -> None:
+        self.enabled = enabled
+        self.batch = None
+        self.bars: dict[str, tqdm] = {}
+        self.counted: dict[str, int] = {}
+
+    def __call__(self, event) -> None:
+        if self.enabled is False:
+            return
+        if self.batch is None:
+            self.batch = tqdm(total=0, desc="batch", unit="frame", disable=None if self.enabled is None else False)
+        if event.stage == "planned" or event.stage == "skipped":
+            self.batch.total += event.frames_total
+            self.batch.refresh()
+        bar = self.bars.get(event.video)
+        if bar is None and event.stage in ("extract", "analyze", "render"):
+            bar = self.bars[event.video] = tqdm(
+                total=event.frames_total,
+                initial=self.counted.get(event.video, 0),
+                desc=event.name or event.video,
+                unit="frame",
+                leave=False,
+                disable=self.batch.disable,
+            )
+        delta = event.frames_done - self.counted.get(event.video, 0)
+        if delta > 0 or event.stage == "planned":
+            self.counted[event.video] = event.frames_done
+            self.batch.update(delta)
+            if bar is not None:
+                bar.update(delta)
+        if bar is not None and event.stage in ("analyze", "render"):
+            bar.set_postfix_str({"analyze": "analysing", "render": "writing outputs"}[event.stage])
+        if event.stage in ("done", "failed", "skipped"):
+            if event.stage == "failed":
+                self.batch.total -= event.frames_total - self.counted.get(event.video, 0)
+                self.batch.refresh()
+            if bar is not None:
+                bar.close()
+                del self.bars[event.video]
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+        if self.batch is not None:
+            self.batch.close()
+
+
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig(
         output_dir=args.output,
@@ -152,26 +209,40 @@ def main(argv: list[str] | None = None) -> int:
 
     from pipeline.orchestrator import VideoPipeline
 
-    def progress(event) -> None:
-        if event.stage == "analyze":
-            logger.info("%s: %d frames extracted, analysing", event.video, event.frames_done)
-
-    started = time.perf_counter()
     try:
-        with VideoPipeline(config, progress=progress) as pipeline:
+        for folder in (config.output_dir, config.models_dir):
+            ensure_writable(folder)
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    started = time.perf_counter()
+    progress = ProgressDisplay(enabled=False if args.quiet else None)
+    try:
+        with logging_redirect_tqdm(), VideoPipeline(config, progress=progress) as pipeline:
             logger.info("%d video(s); engines ready in %.1f s", len(videos), time.perf_counter() - started)
             batch = pipeline.process(videos)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (ModelError, ClusterError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ENVIRONMENT
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        progress.close()
     for result in batch.videos:
         print(result.line(), file=sys.stdout if result.success else sys.stderr)
     failed = len(batch.failed)
+    skipped = sum(r.skipped for r in batch.videos)
+    peak = batch.memory.get("peak_bytes", 0) / 1024**3
+    budget = batch.memory.get("budget_bytes", 0) / 1024**3
     print(
         f"{len(batch.videos) - failed}/{len(batch.videos)} video(s) succeeded in {batch.elapsed_s:.1f} s"
+        + (f" ({skipped} complete from an earlier run)" if skipped else "")
+        + f"; memory peak {peak:.2f} of {budget:.2f} GiB"
+        + (f" (submissions held {batch.memory['pauses']} time(s))" if batch.memory.get("pauses") else "")
         + (f"; failed: {', '.join(r.video for r in batch.failed)}" if failed else "")
     )
     return EXIT_OK if batch.success else EXIT_FAILED

@@ -233,6 +233,8 @@ class WorkFolder:
         # A run that goes on from here may overwrite outputs: the video is not complete until it ends.
         manifest = {"format": FORMAT_VERSION, "source": source, "extract": extract_key}
         self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.glob(".*.part"):  # left by a process killed while writing
+            stale.unlink(missing_ok=True)
         write_json(self.manifest_path, manifest)
         return manifest
 

@@ -14,7 +14,8 @@ kept frame.
 
 Timestamps fed to the landmarker are the frames' own (``round(index * 1000 /
 fps)`` ms), exactly what a sequential loop from frame 0 feeds, so temporal
-smoothing sees the same time steps.
+smoothing sees the same time steps. A variable-frame-rate video is read in one
+chunk, and its frames carry the container's presentation times instead.
 """
 
 from __future__ import annotations
@@ -108,18 +109,24 @@ class PoseEstimator:
             return is_sampled(index, spec.fps, spec.sample_fps)
 
         end = None if spec.is_last else spec.end
-        for index, frame in iter_frames(spec.video_path, first, end, want):
+        times = [] if spec.variable_rate else None
+        fed_ms = -1
+        for index, frame in iter_frames(spec.video_path, first, end, want, times):
             row = index - first
             if row >= out.num_frames:  # last chunk: more frames than the container said
                 more = PoseChunk.empty(index, max(out.num_frames, 16), num_poses, spec.fps)
                 out = PoseChunk.concatenate([out, more])
             decoded = row + 1
+            if times is not None:  # variable frame rate: the container's time of this frame
+                out.timestamp_ms[row] = times[-1]
             if frame is None:
                 out.sampled[row] = False
                 continue
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
-            result = landmarker.detect_for_video(image, int(round(index * 1000.0 / spec.fps)))
+            frame_ms = int(round(out.timestamp_ms[row] if times is not None else index * 1000.0 / spec.fps))
+            fed_ms = max(fed_ms + 1, frame_ms)  # the landmarker needs strictly increasing times
+            result = landmarker.detect_for_video(image, fed_ms)
             poses = zip(result.pose_landmarks[:num_poses], result.pose_world_landmarks[:num_poses])
             for slot, (landmarks, world) in enumerate(poses):
                 out.image_xyzv[row, slot] = [(p.x, p.y, p.z, _score(p.visibility)) for p in landmarks]

@@ -32,6 +32,7 @@ class ChunkSpec:
     fps: float
     sample_fps: float | None
     is_last: bool
+    variable_rate: bool = False  # take each frame's time from the container
 
     def __post_init__(self) -> None:
         if not 0 <= self.warmup_start <= self.start < self.end:
@@ -74,12 +75,17 @@ def plan_chunks(
     """Split ``info``'s frames into contiguous chunks of ``batch_size`` frames.
 
     With ``sample_fps`` the warm-up is stretched so it still feeds
-    ``warmup_frames`` analysed frames to the landmarker.
+    ``warmup_frames`` analysed frames to the landmarker. A variable-frame-rate
+    video is one chunk (it cannot be seeked exactly).
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if warmup_frames < 0:
         raise ConfigError(f"warmup_frames must be >= 0, got {warmup_frames}")
+    if info.variable_frame_rate:
+        # OpenCV seeks by time x average fps, which lands on the wrong frame when
+        # the rate varies: such a video is read in one pass from its first frame.
+        batch_size = max(1, info.frame_count)
     stride = 1.0
     if sample_fps is not None and sample_fps < info.fps:
         stride = info.fps / sample_fps
@@ -98,6 +104,7 @@ def plan_chunks(
                 fps=info.fps,
                 sample_fps=sample_fps,
                 is_last=i == len(starts) - 1,
+                variable_rate=info.variable_frame_rate,
             )
         )
     return chunks

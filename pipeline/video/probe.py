@@ -34,6 +34,7 @@ class VideoInfo:
     rotation_deg: int
     codec: str
     size_bytes: int
+    variable_frame_rate: bool = False  # frame times are not a constant 1/fps apart
 
     @property
     def duration_s(self) -> float:
@@ -78,6 +79,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     size = file.stat().st_size
     if size == 0:
         raise VideoError(file, "empty file (0 bytes)")
+    _check_streams(file)
     cap = open_capture(file)
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -96,6 +98,11 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     if frame_count <= 0:
         raise VideoError(file, "the container reports no frame count")
     height, width = frame.shape[:2]
+    listed, times = _packet_times(file)
+    if listed > 0 and len(times) < listed - 1:
+        raise VideoError(
+            file, f"truncated or corrupt: the container lists {listed} frames but holds data for {len(times)}"
+        )
     return VideoInfo(
         path=str(file),
         frame_count=frame_count,
@@ -105,4 +112,49 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         rotation_deg=rotation,
         codec=codec,
         size_bytes=size,
+        variable_frame_rate=is_variable_rate(times, fps),
     )
+
+
+def _check_streams(path: Path) -> None:
+    """A container that opens but has no video stream gets its own reason."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if container.streams.video:
+                return
+            audio = bool(container.streams.audio)
+    except av.FFmpegError:
+        return  # not a container FFmpeg recognises: OpenCV's open says so
+    raise VideoError(path, "no video stream (an audio-only file)" if audio else "no video stream")
+
+
+def _packet_times(path: Path) -> tuple[int, list[float]]:
+    """Frames the container lists (0 when it does not say) and the presentation
+    times of the video packets that hold data, in seconds, sorted. Reads the
+    packets without decoding them (about 0.1 s for 27,000 frames)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            base = stream.time_base
+            times = [
+                float(packet.pts * base)
+                for packet in container.demux(stream)
+                if packet.pts is not None and packet.size > 0
+            ]
+            return int(stream.frames or 0), sorted(times)
+    except (av.FFmpegError, IndexError) as exc:
+        raise VideoError(
+            path, f"not a readable video ({str(exc).splitlines()[0] if str(exc) else 'demuxer error'})"
+        ) from exc
+
+
+def is_variable_rate(times: list[float], fps: float, tolerance: float = 0.25) -> bool:
+    """Whether consecutive frame times differ from ``1 / fps`` by more than ``tolerance`` of it."""
+    if len(times) < 3:
+        return False
+    period = 1.0 / fps
+    return any(abs((b - a) - period) > tolerance * period for a, b in zip(times, times[1:]))

@@ -16,6 +16,7 @@ def iter_frames(
     start: int,
     end: int | None,
     want=lambda index: True,
+    times_ms: list[float] | None = None,
 ) -> Iterator[tuple[int, np.ndarray | None]]:
     """Yield ``(index, frame_bgr)`` for frames ``start <= index < end`` (to the end
     of the stream when ``end`` is None).
@@ -23,7 +24,10 @@ def iter_frames(
     Frames for which ``want(index)`` is false are skipped without being
     converted (``frame`` is None), which is cheaper than decoding them fully.
     Seeking lands on the exact frame: OpenCV seeks to the preceding key frame
-    and decodes forward; the position is checked after the seek.
+    and decodes forward; the position is checked after the seek. (OpenCV
+    numbers frames by time x fps, so a variable-frame-rate video must be read
+    from its start.) With ``times_ms`` given, each frame's presentation time
+    from the container is appended to it.
     """
     cap = open_capture(path)
     try:
@@ -36,6 +40,8 @@ def iter_frames(
         while end is None or index < end:
             if not cap.grab():
                 return
+            if times_ms is not None:
+                times_ms.append(float(cap.get(cv2.CAP_PROP_POS_MSEC)))
             if want(index):
                 ok, frame = cap.retrieve()
                 if not ok or frame is None:
