@@ -158,3 +158,24 @@ def test_cli_refuses_a_budget_it_cannot_hold(tmp_path, sample_video):
     assert result.returncode == 2, result.stderr
     assert re.search(r"error: memory budget .* GiB needed", result.stderr)
     assert not (tmp_path / "output" / ".jobs").exists()
+
+
+def test_a_task_that_can_never_fit_fails_its_video_with_the_amounts(tmp_path, sample_video):
+    """Under the same tight budget, encoding 4K frames (about 0.9 GiB for x264's
+    buffers) cannot fit next to the engines: the video fails saying so."""
+    import media
+
+    uhd = media.four_k(tmp_path / "clips", sample_video)
+    fraction = 2.3 * GiB / psutil.virtual_memory().total
+    result = run_cli(
+        "--video", str(uhd), "--quality", "fast", "--workers", "2", "--analyzers", "1",
+        "--memory_limit", f"{fraction:.4f}", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("FAILED")]
+    assert re.fullmatch(
+        rf"FAILED {re.escape(str(uhd))}: memory budget exceeded: the run uses \d+ MiB at rest and one render task "
+        r"for 3840x2160 frames needs about \d+ MiB more; the budget is \d+ MiB \(raise --memory_limit .*\)",
+        line,
+    ), line
+    assert not (tmp_path / "output" / "uhd_annotated.mp4").exists()
