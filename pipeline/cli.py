@@ -119,8 +119,9 @@ class ProgressDisplay:
     per video while it is being processed, each with frames/s and ETA.
     ``enabled=None`` shows them only on a terminal."""
 
-    def __init__(self, enabled: bool | None = None) -> None:
+    def __init__(self, enabled: bool | None = None, file=None) -> None:
         self.enabled = enabled
+        self.file = file  # default: stderr
         self.batch = None
         self.bars: dict[str, tqdm] = {}
         self.counted: dict[str, int] = {}
@@ -129,7 +130,8 @@ class ProgressDisplay:
         if self.enabled is False:
             return
         if self.batch is None:
-            self.batch = tqdm(total=0, desc="batch", unit="frame", disable=None if self.enabled is None else False)
+            disable = None if self.enabled is None else False
+            self.batch = tqdm(total=0, desc="batch", unit="frame", disable=disable, file=self.file)
         if event.stage == "planned" or event.stage == "skipped":
             self.batch.total += event.frames_total
             self.batch.refresh()
@@ -142,6 +144,7 @@ class ProgressDisplay:
                 unit="frame",
                 leave=False,
                 disable=self.batch.disable,
+                file=self.file,
             )
         delta = event.frames_done - self.counted.get(event.video, 0)
         if delta > 0 or event.stage == "planned":

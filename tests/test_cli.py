@@ -78,3 +78,40 @@ def test_bad_and_good_in_one_folder(tmp_path, sample_video):
     ]
     assert {r["name"] for r in rows if r["status"] == "ok"} == {"good"}
     assert (tmp_path / "output" / "good_annotated.mp4").exists()
+
+
+def test_progress_bars_show_rate_and_eta_per_video_and_for_the_batch():
+    import io
+
+    from pipeline.cli import ProgressDisplay
+    from pipeline.orchestrator import ProgressEvent
+
+    out = io.StringIO()
+    display = ProgressDisplay(enabled=True, file=out)
+    display(ProgressEvent("a.mp4", "planned", 0, 100, "a"))
+    display(ProgressEvent("b.mp4", "planned", 40, 80, "b"))  # 40 frames from an earlier run
+    display(ProgressEvent("a.mp4", "extract", 50, 100, "a"))
+    assert display.batch.total == 180 and display.batch.n == 90
+    assert display.bars["a.mp4"].n == 50
+    display(ProgressEvent("a.mp4", "extract", 100, 100, "a"))
+    display(ProgressEvent("a.mp4", "done", 100, 100, "a"))
+    display(ProgressEvent("b.mp4", "failed", 40, 80, "b"))  # its missing frames leave the total
+    assert display.batch.total == 140 and display.batch.n == 140 and not display.bars
+    display.close()
+    text = out.getvalue()
+    assert "batch" in text and "frame/s" in text and "a: " in text
+    assert "<" in text  # tqdm's elapsed<remaining (ETA)
+
+
+def test_quiet_shows_no_bars():
+    import io
+
+    from pipeline.cli import ProgressDisplay
+    from pipeline.orchestrator import ProgressEvent
+
+    out = io.StringIO()
+    display = ProgressDisplay(enabled=False, file=out)
+    display(ProgressEvent("a.mp4", "planned", 0, 100, "a"))
+    display(ProgressEvent("a.mp4", "extract", 50, 100, "a"))
+    display.close()
+    assert out.getvalue() == ""
