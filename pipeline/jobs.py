@@ -169,10 +169,7 @@ class AnalysisStore:
         rows = slice(max(0, start - self.first_frame), max(0, stop - self.first_frame))
 
         def rows_of(name: str) -> np.ndarray:
-            mapped = np.load(self.folder / f"{name}.npy", mmap_mode="r")
-            values = np.array(mapped[rows])
-            del mapped
-            return values
+            return self.array(name, lambda mapped: mapped[rows])
 
         track = PoseChunk(**{name: rows_of(f"track.{name}") for name in _CHUNK_ARRAYS})
         return Analysis(
@@ -182,6 +179,13 @@ class AnalysisStore:
             summary=self.summary,
             **{name: rows_of(name) for name in _ANALYSIS_ARRAYS},
         )
+
+    def array(self, name: str, pick=None) -> np.ndarray:
+        """One stored array (``track.<name>`` for the landmarks' arrays), whole or ``pick(mapped)``, as a copy."""
+        mapped = np.load(self.folder / f"{name}.npy", mmap_mode="r")
+        values = np.array(mapped if pick is None else pick(mapped))
+        del mapped
+        return values
 
     def blocks(self, frames: int = 1000) -> Iterator[Analysis]:
         """The whole analysis in consecutive blocks of ``frames`` frames."""

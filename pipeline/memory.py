@@ -53,6 +53,7 @@ WORKER_BYTES = 300 * MiB  # a Dask worker with MediaPipe and a model loaded
 FRAME_COPIES_EXTRACT = 10  # decoded frame, RGB copy, MediaPipe's input and scaled copies
 FRAME_COPIES_ENCODE = 36  # ffmpeg/libx264 veryfast: lookahead, references, threads
 ENCODER_BASE_BYTES = 30 * MiB
+REPORT_BASE_BYTES = 120 * MiB  # matplotlib figures of the report
 ANALYSIS_BYTES_PER_FRAME = 6 * 1024  # per person slot, analyser working set
 MIN_OBJECT_STORE_BYTES = 80 * MiB
 OBJECT_STORE_SHARE = 0.05
@@ -66,12 +67,20 @@ def frame_bytes(width: int, height: int) -> int:
     return width * height * 3
 
 
-def task_bytes(width: int, height: int, render: bool) -> int:
-    """Largest extra memory one task needs for frames of this size (extraction or encoding)."""
+def kind_bytes(kind: str, width: int, height: int) -> int:
+    """Extra memory one task of ``kind`` (extract, render, report) needs for frames of this size."""
     frame = frame_bytes(width, height)
-    extract = FRAME_COPIES_EXTRACT * frame
-    encode = ENCODER_BASE_BYTES + FRAME_COPIES_ENCODE * frame + 2 * frame if render else 0
-    return max(extract, encode)
+    if kind == "render":  # decoded frame, drawn copy, the ffmpeg encoder
+        return ENCODER_BASE_BYTES + FRAME_COPIES_ENCODE * frame + 2 * frame
+    if kind == "report":  # key frames plus matplotlib's figures
+        return REPORT_BASE_BYTES + FRAME_COPIES_EXTRACT * frame
+    return FRAME_COPIES_EXTRACT * frame
+
+
+def task_bytes(width: int, height: int, render: bool) -> int:
+    """Largest extra memory one task needs for frames of this size (extraction, report or encoding)."""
+    kinds = ("extract", "report", "render") if render else ("extract", "report")
+    return max(kind_bytes(kind, width, height) for kind in kinds)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import OutputError, PipelineError, VideoError
 from pipeline.inputs import output_names
 from pipeline.jobs import ChunkRecord, WorkFolder, ensure_writable, fingerprint
-from pipeline.memory import MemoryMonitor, MiB, ResourcePlan, plan_resources, task_bytes
+from pipeline.memory import MemoryMonitor, MiB, ResourcePlan, kind_bytes, plan_resources
 from pipeline.outputs.annotate import Annotator
 from pipeline.outputs.render import RenderSpec, plan_segments, segment_folder
 from pipeline.outputs.summary_csv import write_summary_csv
@@ -178,7 +178,6 @@ class _Job:
         self.started = time.perf_counter()
         self.specs: list[ChunkSpec] = []
         self.records: dict[int, ChunkRecord] = {}
-        self.task_bytes = 0  # memory one task of this video needs (frame size)
         self.futures: list = []
         self.pending_outputs: set[str] = set()
         self.segments: list[RenderSpec] = []
@@ -351,7 +350,6 @@ class VideoPipeline:
             replace(info, path=job.source), batch, self.config.resolved_warmup_frames, self.config.sample_fps
         )
         job.result.chunks = len(job.specs)
-        job.task_bytes = task_bytes(info.width, info.height, self.config.render_video)
         source = fingerprint(job.source)
         job.output_key = self._output_key(job)
         done = None if self.config.force else job.work.completed(source, job.output_key)
@@ -433,6 +431,9 @@ class VideoPipeline:
                 open_jobs.discard(id(job))
         while open_jobs:
             self._submit_more()
+            open_jobs -= {id(job) for job in jobs if job.finished}  # the submitter may fail a video
+            if not open_jobs:
+                break
             try:
                 kind, job, item, future = self._events.get(timeout=0.1)
             except queue.Empty:
@@ -449,9 +450,6 @@ class VideoPipeline:
                 self._on_output(job, item, future)
             if job.finished:
                 open_jobs.discard(id(job))
-            for other in jobs:  # a stalled video may have been failed by the submitter
-                if other.finished:
-                    open_jobs.discard(id(other))
 
     def _submit_more(self) -> None:
         """Submit queued tasks while the workers and the memory budget have room."""
@@ -502,7 +500,8 @@ class VideoPipeline:
         """Memory the task needs on top of what the run holds at rest."""
         if task.kind == "analyze":
             return task.job.frames_done * self.config.num_poses * ANALYSIS_BYTES_PER_FRAME_SLOT
-        return task.job.task_bytes
+        info = task.job.result.info
+        return kind_bytes(task.kind, info.width, info.height)
 
     def _submit_analysis(self, job: _Job, weight: int) -> None:
         """Send the video's chunk records to a Ray actor (once Ray is up); the summary comes back as an event."""

@@ -14,6 +14,8 @@ import socket
 import threading
 import uuid
 
+import dask
+
 from pipeline.errors import ClusterError
 from pipeline.jobs import AnalysisStore, ChunkRecord, save_chunk
 from pipeline.outputs.annotate import Annotator
@@ -24,6 +26,13 @@ from pipeline.pose.estimator import EstimatorSettings, PoseEstimator
 from pipeline.video.plan import ChunkSpec
 
 logger = logging.getLogger(__name__)
+
+_WORKER_MEMORY = {
+    "distributed.worker.memory.target": False,
+    "distributed.worker.memory.spill": False,
+    "distributed.worker.memory.pause": False,
+    "distributed.worker.memory.terminate": 0.95,
+}
 
 # One PoseEstimator per worker process, kept for the process's life.
 _ESTIMATORS: dict[EstimatorSettings, PoseEstimator] = {}
@@ -58,7 +67,7 @@ def join_task(specs: list[RenderSpec], out_path: str, *written: int) -> str:
 
 def report_task(path: str, video: str, info, store: str, settings: dict) -> str:
     """Dask task: the HTML report."""
-    return str(write_report(path, video, info, AnalysisStore(store).read(), settings))
+    return str(write_report(path, video, info, AnalysisStore(store), settings))
 
 
 def pose_json_task(path: str, header: dict, store: str) -> str:
@@ -78,16 +87,22 @@ class DaskEngine:
             if address:
                 self.client = Client(address, timeout="20s")
             else:
-                self._cluster = LocalCluster(
-                    n_workers=workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    host="127.0.0.1",
-                    dashboard_address=None,
-                    worker_dashboard_address=None,
-                    memory_limit=worker_memory_bytes or "auto",
-                    silence_logs=logging.WARNING,
-                )
+                # The tasks keep no data in the workers (results go to disk), so Dask's
+                # spilling and pausing have nothing to act on; a paused worker whose
+                # memory stays high would stop the run. The MemoryMonitor admits tasks;
+                # the per-worker limit stays as the last guard (the nanny restarts a
+                # worker above 95 % of it, and its task is rerun elsewhere).
+                with dask.config.set(_WORKER_MEMORY):
+                    self._cluster = LocalCluster(
+                        n_workers=workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        host="127.0.0.1",
+                        dashboard_address=None,
+                        worker_dashboard_address=None,
+                        memory_limit=worker_memory_bytes or "auto",
+                        silence_logs=logging.WARNING,
+                    )
                 self.client = Client(self._cluster)
         except (OSError, TimeoutError, ValueError) as exc:
             self.close()

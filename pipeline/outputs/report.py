@@ -16,6 +16,7 @@ import numpy as np
 from pipeline.analysis.analyzer import Analysis
 from pipeline.analysis.sports import SPORT_PROFILES
 from pipeline.errors import OutputError, VideoError
+from pipeline.jobs import AnalysisStore
 from pipeline.outputs.annotate import PALETTE, Annotator
 from pipeline.outputs.pose_json import atomic_write_text
 from pipeline.pose.skeleton import ANGLE_NAMES
@@ -65,16 +66,41 @@ def _mark_events(ax, events: list[dict], person: int) -> None:
             ax.axvline(e["peak_s"], color="tab:purple", lw=1, ls="--")
 
 
-def _plots(analysis: Analysis, highlighted: tuple[str, ...]) -> list[tuple[str, str]]:
+class _Series:
+    """What the report reads: a few whole series, and single frames for the key
+    frames. From a stored analysis only those arrays are loaded, so the report's
+    memory stays small for a long video."""
+
+    def __init__(self, analysis: Analysis | AnalysisStore) -> None:
+        self.summary, self.events = analysis.summary, list(analysis.events)
+        if isinstance(analysis, AnalysisStore):
+            self.times = analysis.array("track.timestamp_ms") / 1000.0
+            self.frame_index = analysis.array("track.frame_index")
+            self.angles = analysis.array("angles")
+            self.com_height_bh = analysis.array("com_height_bh")
+            self._detected = lambda: ~np.isnan(analysis.array("track.image_xyzv", lambda a: a[..., 0, 0]))
+            self.frame = lambda number: analysis.read(number, number + 1)
+        else:
+            self.times = analysis.track.timestamp_ms / 1000.0
+            self.frame_index = analysis.track.frame_index
+            self.angles, self.com_height_bh = analysis.angles, analysis.com_height_bh
+            self._detected = lambda: analysis.track.detected
+            self.frame = lambda number: analysis.frames(number, number + 1)
+
+    def people_per_frame(self) -> np.ndarray:
+        return self._detected().sum(axis=1)
+
+
+def _plots(analysis: _Series, highlighted: tuple[str, ...]) -> list[tuple[str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
     from matplotlib.patches import Patch
 
-    times = analysis.track.timestamp_ms / 1000.0
+    times = analysis.times
     persons = [p["id"] for p in analysis.summary["persons"] if p.get("analysed")]
-    events = list(analysis.events)
+    events = analysis.events
     legend_marks = [
         Patch(color="tab:orange", alpha=0.4, label="flight"),
         Patch(color="tab:purple", label="repetition peak"),
@@ -104,7 +130,7 @@ def _plots(analysis: Analysis, highlighted: tuple[str, ...]) -> list[tuple[str, 
     return figures
 
 
-def _key_frame_numbers(analysis: Analysis) -> list[tuple[int, str]]:
+def _key_frame_numbers(analysis: _Series) -> list[tuple[int, str]]:
     picks: list[tuple[int, str]] = []
     for e in analysis.events:
         if e["type"] in ("jump", "drop", "step_up"):
@@ -117,22 +143,22 @@ def _key_frame_numbers(analysis: Analysis) -> list[tuple[int, str]]:
             picks.append((e["peak_frame"], f"repetition {e['index']} (peak)"))
         if len(picks) >= MAX_KEY_FRAMES:
             break
-    if not picks and analysis.track.num_frames:
-        counts = analysis.track.detected.sum(axis=1)
-        spread = np.linspace(0, analysis.track.num_frames - 1, MAX_KEY_FRAMES).astype(int)
-        picks = [(int(analysis.track.frame_index[i]), f"{counts[i]} person(s)") for i in spread]
+    frames = len(analysis.frame_index)
+    if not picks and frames:
+        counts = analysis.people_per_frame()
+        spread = np.linspace(0, frames - 1, MAX_KEY_FRAMES).astype(int)
+        picks = [(int(analysis.frame_index[i]), f"{counts[i]} person(s)") for i in spread]
     return sorted(dict(picks[:MAX_KEY_FRAMES]).items())
 
 
-def _key_frames(video: str, analysis: Analysis, annotator: Annotator) -> list[tuple[str, str]]:
+def _key_frames(video: str, analysis: _Series, annotator: Annotator) -> list[tuple[str, str]]:
     out = []
-    first = int(analysis.track.frame_index[0]) if analysis.track.num_frames else 0
     for frame_number, caption in _key_frame_numbers(analysis):
         decoded = [frame for _, frame in iter_frames(video, frame_number, frame_number + 1)]
         if not decoded:
             raise VideoError(video, f"key frame {frame_number} could not be decoded for the report")
         frame = decoded[0]
-        drawn = annotator.annotate(frame, analysis, frame_number - first)
+        drawn = annotator.annotate(frame, analysis.frame(frame_number), 0)
         scale = KEY_FRAME_WIDTH / drawn.shape[1]
         small = cv2.resize(drawn, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 85])
@@ -178,9 +204,12 @@ def _person_rows(summary: dict) -> list[list]:
     return rows
 
 
-def write_report(path: str | Path, video: str, info: VideoInfo, analysis: Analysis, settings: dict) -> Path:
-    """Write the report for one video; returns its path."""
+def write_report(
+    path: str | Path, video: str, info: VideoInfo, analysis: Analysis | AnalysisStore, settings: dict
+) -> Path:
+    """Write the report for one video (from an Analysis or a stored one); returns its path."""
     path = Path(path)
+    analysis = _Series(analysis)
     summary = analysis.summary
     profile = SPORT_PROFILES[summary["sport_type"]]
     annotator = Annotator(fps=info.fps, frame_count=info.frame_count, angles=profile.angles[:4])
