@@ -27,6 +27,8 @@ How the budget is held:
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import math
 import os
@@ -50,7 +52,7 @@ DRIVER_BYTES = 320 * MiB
 RAY_BASE_BYTES = 520 * MiB  # gcs_server, raylet, dashboard and runtime-env agents, monitors
 ANALYZER_BYTES = 220 * MiB  # one analyzer actor process, idle
 WORKER_BYTES = 300 * MiB  # a Dask worker with MediaPipe and a model loaded
-FRAME_COPIES_EXTRACT = 10  # decoded frame, RGB copy, MediaPipe's input and scaled copies
+FRAME_COPIES_EXTRACT = 14  # decoded frame, RGB copy, MediaPipe's input and scaled copies
 FRAME_COPIES_ENCODE = 36  # ffmpeg/libx264 veryfast: lookahead, references, threads
 ENCODER_BASE_BYTES = 30 * MiB
 REPORT_BASE_BYTES = 120 * MiB  # matplotlib figures of the report
@@ -170,6 +172,16 @@ def plan_resources(
         task_reserve=chosen_workers * task,
         fixed=fixed,
     )
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by Python back to the OS (glibc keeps freed heap pages
+    otherwise: an actor that analysed a long track would hold on to them)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to trim
 
 
 def tree_processes(roots: Iterable[int]) -> list[psutil.Process]:

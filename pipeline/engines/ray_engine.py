@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from pipeline.analysis.analyzer import Analysis, AnalysisParams, Analyzer, TrackMeta
 from pipeline.errors import ClusterError
 from pipeline.jobs import ChunkRecord, load_track, save_analysis
+from pipeline.memory import release_freed_memory
 from pipeline.pose.types import PoseChunk
 
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -37,7 +38,10 @@ class AnalyzerActor:
         only the summary travels back."""
         analysis = self._analyzer(load_track(records), meta)
         save_analysis(folder, analysis)
-        return analysis.summary
+        summary = analysis.summary
+        del analysis
+        release_freed_memory()  # the working set grew with the track: give it back now
+        return summary
 
     def pid(self) -> int:
         return os.getpid()
