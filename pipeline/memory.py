@@ -27,6 +27,7 @@ How the budget is held:
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import logging
@@ -178,10 +179,8 @@ def release_freed_memory() -> None:
     """Hand memory freed by Python back to the OS (glibc keeps freed heap pages
     otherwise: an actor that analysed a long track would hold on to them)."""
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to trim
 
 
 def tree_processes(roots: Iterable[int]) -> list[psutil.Process]:
