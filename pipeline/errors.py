@@ -41,3 +41,7 @@ class ClusterError(PipelineError):
 
 class OutputError(PipelineError):
     """An output could not be written."""
+
+
+class LLMError(PipelineError):
+    """Building the training data, calling a teacher model or training failed."""
