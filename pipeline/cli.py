@@ -21,6 +21,10 @@ from pipeline.config import QUALITY_PRESETS, PipelineConfig, load_env
 from pipeline.errors import ClusterError, ConfigError, InputError, ModelError, OutputError, PipelineError
 from pipeline.inputs import discover_videos
 from pipeline.jobs import ensure_writable
+from pipeline.llm.openai_finetune import DEFAULT_OPENAI_BASE_MODEL
+from pipeline.llm.stage import TRAINERS, LLMOptions, check_ready, run_llm_stage
+from pipeline.llm.teachers import DEFAULT_MODELS
+from pipeline.llm.trainer import DEFAULT_BASE_MODEL
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
 logger = logging.getLogger("pipeline")
@@ -111,6 +115,37 @@ def build_parser() -> argparse.ArgumentParser:
         parser, "quiet", action="store_true", help="no progress bars or log lines; only the per-video lines and errors"
     )
     _add(parser, "verbose", action="store_true", help="debug logging")
+    llm = parser.add_argument_group("LLM training data and training")
+    _add(llm, "llm_data", default="llm_training_data", metavar="DIR",
+         help="folder for the LLM training data (default: llm_training_data)")  # fmt: skip
+    _add(llm, "no_llm_data", action="store_true", help="write no LLM training data")
+    _add(llm, "use_openai", action="store_true",
+         help="an OpenAI model (or the server of --llm_base_url) writes feedback too; key: OPENAI_API_KEY")  # fmt: skip
+    _add(llm, "use_claude", action="store_true", help="Claude writes feedback too; key: ANTHROPIC_API_KEY")
+    _add(llm, "llm_model", action="append", default=[], metavar="NAME",
+         help=f"teacher model (default: {DEFAULT_MODELS['openai']}, {DEFAULT_MODELS['claude']}); "
+              "with both teachers give it twice, claude-* names go to Claude")  # fmt: skip
+    _add(llm, "llm_base_url", default=None, metavar="URL",
+         help="an OpenAI-compatible server (vLLM, Ollama, llama.cpp) for --use_openai and OpenAI training")  # fmt: skip
+    _add(
+        llm, "llm_batch_size", type=_auto_int, default=8, metavar="N", help="examples per teacher request (default: 8)"
+    )
+    _add(llm, "llm_concurrency", type=_auto_int, default=4, metavar="N",
+         help="teacher requests in flight (default: 4)")  # fmt: skip
+    _add(llm, "train_llm", action="store_true",
+         help="fine-tune a model on the data: on OpenAI with --use_openai, else LoRA locally (requirements-train.txt)")  # fmt: skip
+    _add(llm, "llm_trainer", choices=TRAINERS, default="auto",
+         help="where --train_llm trains (default: auto = openai with --use_openai, else local)")  # fmt: skip
+    _add(llm, "llm_base_model", default=None, metavar="NAME|PATH",
+         help=f"model to fine-tune (OpenAI default {DEFAULT_OPENAI_BASE_MODEL}; local default auto: "
+              f"{DEFAULT_BASE_MODEL} if cached, else a tiny random test model)")  # fmt: skip
+    _add(llm, "no_wait", action="store_true", help="create the OpenAI fine-tuning job and return without waiting")
+    _add(llm, "llm_poll_s", type=_number(0), default=15.0, metavar="S",
+         help="seconds between status checks of a fine-tuning job (default: 15)")  # fmt: skip
+    _add(llm, "llm_models", default="llm_models", metavar="DIR",
+         help="folder for trained-model records and adapters (default: llm_models)")  # fmt: skip
+    _add(llm, "val_fraction", type=_number(0, 0.9, "a fraction"), default=0.2, metavar="F",
+         help="share of the videos whose examples go to val.jsonl (default: 0.2)")  # fmt: skip
     return parser
 
 
@@ -189,6 +224,27 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         render_video=not args.no_video,
         report=not args.no_report,
         force=args.force,
+        llm_data_dir=None if args.no_llm_data else args.llm_data,
+    )
+
+
+def llm_options_from_args(args: argparse.Namespace) -> LLMOptions:
+    if args.no_llm_data and (args.use_openai or args.use_claude or args.train_llm):
+        raise ConfigError("--no_llm_data cannot be combined with --use_openai, --use_claude or --train_llm")
+    return LLMOptions(
+        data_dir=args.llm_data,
+        teachers=tuple(p for p, on in (("openai", args.use_openai), ("claude", args.use_claude)) if on),
+        models=tuple(args.llm_model),
+        base_url=args.llm_base_url,
+        batch_size=args.llm_batch_size or 8,
+        concurrency=args.llm_concurrency or 4,
+        train=args.train_llm,
+        trainer=args.llm_trainer,
+        base_model=args.llm_base_model,
+        wait=not args.no_wait,
+        poll_s=args.llm_poll_s,
+        models_dir=args.llm_models,
+        val_fraction=args.val_fraction,
     )
 
 
@@ -202,18 +258,23 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "warning")
         os.environ.setdefault("RAY_LOG_TO_STDERR", "0")
         logging.getLogger("ray").setLevel(logging.ERROR)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     load_env()
     try:
         config = config_from_args(args)
+        llm = llm_options_from_args(args)
+        notes = check_ready(llm)
         videos = discover_videos(args.input, args.video)
     except (ConfigError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    for note in notes:
+        logger.warning("%s", note)
 
     from pipeline.orchestrator import VideoPipeline
 
     try:
-        for folder in (config.output_dir, config.models_dir):
+        for folder in config.output_folders + ([llm.models_dir] if llm.train else []):
             ensure_writable(folder)
     except OutputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -248,4 +309,12 @@ def main(argv: list[str] | None = None) -> int:
         + (f" (submissions held {batch.memory['pauses']} time(s))" if batch.memory.get("pauses") else "")
         + (f"; failed: {', '.join(r.video for r in batch.failed)}" if failed else "")
     )
-    return EXIT_OK if batch.success else EXIT_FAILED
+    if config.llm_data_dir is None:
+        return EXIT_OK if batch.success else EXIT_FAILED
+    done = [r.name for r in batch.videos if r.success and "llm_examples" in r.outputs]
+    settings = {"sport_type": config.sport_type, "quality": config.quality, "pose_model": config.resolved_pose_model}
+    with logging_redirect_tqdm():
+        stage = run_llm_stage(done, config.sport_type, llm, settings, say=lambda text: logger.info("%s", text))
+    for line in stage.lines:
+        print(line)
+    return EXIT_OK if batch.success and stage.ok else EXIT_FAILED

@@ -86,6 +86,7 @@ class PipelineConfig:
     report: bool = True  # the HTML report in output_dir
     analysis: AnalysisParams | None = None
     force: bool = False  # ignore the work folders of earlier runs (recompute everything)
+    llm_data_dir: str | None = "llm_training_data"  # per-video LLM examples; None = none
 
     def __post_init__(self) -> None:
         if self.quality not in QUALITY_PRESETS:
@@ -108,6 +109,11 @@ class PipelineConfig:
             raise ConfigError(f"unknown sport_type '{self.sport_type}' (choose from {', '.join(SPORT_PROFILES)})")
         if self.chunk_retries < 0:
             raise ConfigError(f"chunk_retries must be >= 0, got {self.chunk_retries}")
+
+    @property
+    def output_folders(self) -> list[str]:
+        """Folders the run writes to."""
+        return [self.output_dir, self.models_dir] + ([self.llm_data_dir] if self.llm_data_dir else [])
 
     @property
     def preset(self) -> dict:
@@ -156,6 +162,6 @@ class PipelineConfig:
 
 def load_env(path: str | os.PathLike | None = None) -> None:
     """Load ``.env`` (API keys and addresses) without overriding the environment."""
-    from dotenv import load_dotenv
+    from dotenv import find_dotenv, load_dotenv
 
-    load_dotenv(dotenv_path=Path(path) if path else None, override=False)
+    load_dotenv(dotenv_path=Path(path) if path else find_dotenv(usecwd=True), override=False)

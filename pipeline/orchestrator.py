@@ -38,6 +38,7 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import OutputError, PipelineError, VideoError
 from pipeline.inputs import output_names
 from pipeline.jobs import ChunkRecord, WorkFolder, ensure_writable, fingerprint
+from pipeline.llm.build import video_files
 from pipeline.memory import MemoryMonitor, MiB, ResourcePlan, kind_bytes, plan_resources
 from pipeline.outputs.annotate import Annotator
 from pipeline.outputs.render import RenderSpec, plan_segments, segment_folder
@@ -190,6 +191,7 @@ class _Job:
         self.video_path = self.video_display = ""
         self.report_path = self.report_display = ""
         self.json_display = ""
+        self.llm_display = ""
         self.finished = False
 
     @property
@@ -319,7 +321,7 @@ class VideoPipeline:
         if self.dask is None:
             raise RuntimeError("VideoPipeline.process() before start() (use it as a context manager)")
         t0 = time.perf_counter()
-        for folder in (self.config.output_dir, self.config.models_dir):
+        for folder in self.config.output_folders:
             ensure_writable(folder)
         paths = [Path(p) for p in paths]
         names = output_names(paths)
@@ -552,7 +554,12 @@ class VideoPipeline:
 
     def _watch(self, job: _Job, name: str, future) -> None:
         """An output's future: its outcome comes back as an ``output`` event."""
-        path = {"annotated_video": job.video_display, "report": job.report_display, "pose_json": job.json_display}[name]
+        path = {
+            "annotated_video": job.video_display,
+            "report": job.report_display,
+            "pose_json": job.json_display,
+            "llm_examples": job.llm_display,
+        }[name]
         job.futures.append(future)
         future.add_done_callback(lambda f: self._events.put(("output", job, (name, path), f)))
 
@@ -610,6 +617,14 @@ class VideoPipeline:
         job.pending_outputs.add("pose_json")
         retries = self.config.chunk_retries
         self._watch(job, "pose_json", self.dask.submit_pose_json(str(json_path.resolve()), header, job.store, retries))
+        if self.config.llm_data_dir:
+            llm_dir = Path(self.config.llm_data_dir)
+            job.llm_display = str(video_files(llm_dir, name)[0])
+            job.pending_outputs.add("llm_examples")
+            future = self.dask.submit_llm_examples(
+                str(llm_dir.resolve()), name, info.fps, self.config.sport_type, job.store, retries
+            )
+            self._watch(job, "llm_examples", future)
         front: list[_Task] = []
         if self.config.render_video:
             job.segment_folder = segment_folder(absolute, name)

@@ -1,6 +1,6 @@
 """Dask side: an embedded LocalCluster on 127.0.0.1 or an existing scheduler, and
 the tasks that run on its workers: pose extraction, rendering of the annotated
-video's segments and their join, and the report.
+video's segments and their join, the report, the pose JSON and the LLM examples.
 
 Workers read the input videos and write the outputs by path, so with an
 attached cluster the input and output folders must be visible to the workers
@@ -18,6 +18,7 @@ import dask
 
 from pipeline.errors import ClusterError
 from pipeline.jobs import AnalysisStore, ChunkRecord, save_chunk
+from pipeline.llm.build import write_video_examples
 from pipeline.outputs.annotate import Annotator
 from pipeline.outputs.pose_json import write_pose_json
 from pipeline.outputs.render import RenderSpec, join_rendered, render_segment
@@ -73,6 +74,11 @@ def report_task(path: str, video: str, info, store: str, settings: dict) -> str:
 def pose_json_task(path: str, header: dict, store: str) -> str:
     """Dask task: the pose JSON, streamed from the stored analysis block by block."""
     return str(write_pose_json(path, header, AnalysisStore(store)))
+
+
+def llm_examples_task(folder: str, name: str, fps: float, sport: str, store: str) -> dict:
+    """Dask task: the video's LLM training examples, from the stored analysis."""
+    return write_video_examples(AnalysisStore(store), folder, name, fps, sport)
 
 
 class DaskEngine:
@@ -144,6 +150,12 @@ class DaskEngine:
     def submit_pose_json(self, path: str, header: dict, store: str, retries: int):
         key = f"pose-json-{os.path.basename(path)}-{uuid.uuid4().hex[:8]}"
         return self.client.submit(pose_json_task, path, header, store, key=key, retries=retries, pure=False)
+
+    def submit_llm_examples(self, folder: str, name: str, fps: float, sport: str, store: str, retries: int):
+        key = f"llm-examples-{name}-{uuid.uuid4().hex[:8]}"
+        return self.client.submit(
+            llm_examples_task, folder, name, fps, sport, store, key=key, retries=retries, pure=False
+        )
 
     def close(self) -> None:
         client = getattr(self, "client", None)
