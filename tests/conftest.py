@@ -69,9 +69,13 @@ def sequential_reference(sample_video, lite_model):
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``python pipeline.py ARGS`` as a user would, in ``cwd``."""
+    """Run ``python pipeline.py ARGS`` as a user would, in ``cwd``; ``env`` values of None unset a variable."""
     full_env = dict(os.environ)
-    full_env.update(env or {})
+    for name, value in (env or {}).items():
+        if value is None:
+            full_env.pop(name, None)
+        else:
+            full_env[name] = value
     return subprocess.run(
         [sys.executable, str(REPO / "pipeline.py"), *args],
         cwd=cwd,
