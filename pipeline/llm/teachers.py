@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from pipeline.errors import LLMError
@@ -82,7 +82,7 @@ class TeacherSettings:
     backoff_s: float = 1.0  # first retry delay; doubles per attempt
     max_backoff_s: float = 30.0
     timeout_s: float = 120.0
-    temperature: float = 0.7
+    temperature: float = 0.7  # OpenAI only (the Claude API takes no sampling parameters)
     max_tokens: int = 4096
 
     def __post_init__(self) -> None:
@@ -135,7 +135,8 @@ class Usage:
         )
 
     def to_dict(self) -> dict:
-        data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        # not dataclasses.asdict: it deep-copies every field, and the lock cannot be copied
+        data = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
         return data | {"cost_usd_estimate": self.cost_usd, "line": self.line()}
 
 
@@ -232,11 +233,12 @@ class Teacher:
             if json_answer:
                 request["response_format"] = {"type": "json_object"}
             return request
+        # No temperature: the pinned anthropic SDK (API version 2026-10-21) has no sampling parameters,
+        # and ``messages.create(temperature=...)`` raises TypeError before anything is sent.
         return {
             "model": s.model,
             "system": system,
             "messages": [{"role": "user", "content": user}],
-            "temperature": s.temperature,
             "max_tokens": s.max_tokens,
         }
 
@@ -288,6 +290,7 @@ class Teacher:
                     raise self._abort from None
                 if status != 429 and status < 500:
                     message = self._redact(str(getattr(exc, "message", "") or exc)).splitlines()[0]
+                    self.usage.add(failed_requests=1)  # not retried: this attempt was the last
                     raise _GaveUp(f"HTTP {status}: {message}") from None
                 reason = f"HTTP {status}" + (" (rate limited)" if status == 429 else " (server error)")
                 wait = self._retry_after(exc)
