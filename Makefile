@@ -1,4 +1,4 @@
-# make demo: set up and run the pipeline on the bundled sample video.
+# make demo: set up and run the pipeline on the bundled sample video, with LLM data and local training.
 # make test: set up (including Chromium for the report test) and run the whole test suite.
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint browser clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# requirements-train.txt is the optional extra for local LoRA training (--train_llm); the demo and the tests use it.
+$(STAMP): requirements.txt requirements-dev.txt requirements-train.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt -r requirements-train.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -18,7 +19,7 @@ setup: $(STAMP)
 	$(BIN)/python -m pipeline.fetch --public public
 
 demo: setup
-	$(BIN)/python pipeline.py --input public
+	$(BIN)/python pipeline.py --input public --train_llm
 
 # The report test opens the HTML report in headless Chromium (Debian's package).
 browser:
@@ -37,4 +38,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check pipeline tests bench pipeline.py
 
 clean:
-	rm -rf $(VENV) output/* models/* llm_training_data/*
+	rm -rf $(VENV) output/* output/.jobs models/* llm_training_data/* llm_models/*
