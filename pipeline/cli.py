@@ -298,6 +298,19 @@ def main(argv: list[str] | None = None) -> int:
         progress.close()
     for result in batch.videos:
         print(result.line(), file=sys.stdout if result.success else sys.stderr)
+    stage_ok = True
+    if config.llm_data_dir is not None:
+        done = [r.name for r in batch.videos if r.success and "llm_examples" in r.outputs]
+        settings = {
+            "sport_type": config.sport_type,
+            "quality": config.quality,
+            "pose_model": config.resolved_pose_model,
+        }
+        with logging_redirect_tqdm():
+            stage = run_llm_stage(done, config.sport_type, llm, settings, say=lambda text: logger.info("%s", text))
+        for line in stage.lines:
+            print(line)
+        stage_ok = stage.ok
     failed = len(batch.failed)
     skipped = sum(r.skipped for r in batch.videos)
     peak = batch.memory.get("peak_bytes", 0) / 1024**3
@@ -309,12 +322,4 @@ def main(argv: list[str] | None = None) -> int:
         + (f" (submissions held {batch.memory['pauses']} time(s))" if batch.memory.get("pauses") else "")
         + (f"; failed: {', '.join(r.video for r in batch.failed)}" if failed else "")
     )
-    if config.llm_data_dir is None:
-        return EXIT_OK if batch.success else EXIT_FAILED
-    done = [r.name for r in batch.videos if r.success and "llm_examples" in r.outputs]
-    settings = {"sport_type": config.sport_type, "quality": config.quality, "pose_model": config.resolved_pose_model}
-    with logging_redirect_tqdm():
-        stage = run_llm_stage(done, config.sport_type, llm, settings, say=lambda text: logger.info("%s", text))
-    for line in stage.lines:
-        print(line)
-    return EXIT_OK if batch.success and stage.ok else EXIT_FAILED
+    return EXIT_OK if batch.success and stage_ok else EXIT_FAILED
