@@ -207,7 +207,7 @@ def resolve_base_model(name: str) -> tuple[str, str, str | None]:
             f"{DEFAULT_BASE_MODEL} is not in the local Hugging Face cache, so the built-in tiny random model was "
             "trained: it checks the setup but cannot give feedback; pass --llm_base_model PATH_OR_NAME"
         )
-        logger.warning(note)
+        logger.info("%s", note)  # the record carries it; the CLI prints it once
         return TINY_RANDOM, "tiny-random", note
 
     folder = Path(name).expanduser()
