@@ -176,6 +176,9 @@ def test_cli_writes_valid_dataset_and_card(run):
     assert card["splits"]["train"]["tokens_estimate"] == per_video.tokens
     markdown = (data / "dataset_card.md").read_text()
     assert "| train | " + str(per_video.examples) in markdown and "demo" in markdown
+    info = json.loads((data / "videos" / "demo.info.json").read_text())
+    assert info["examples"] == per_video.examples and card["left_out"] == info["left_out"]
+    assert all(f"- {reason}: {n}" in markdown for reason, n in info["left_out"].items())
     assert f"LLM data: {per_video.examples} train + 0 val examples" in result.stdout
     kinds = {s["kind"] for s in read_jsonl(video_files(data, "demo")[1])}
     assert {"window", "jump", "repetition"} <= kinds

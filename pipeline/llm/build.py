@@ -5,6 +5,7 @@ Layout of the dataset folder (``llm_training_data/`` by default)::
     videos/<name>.jsonl            chat-format examples from the measured data (one per segment)
     videos/<name>.segments.jsonl   per example: segment, frame range, every quoted fact and how it was measured
     videos/<name>.<teacher>.jsonl  the same segments with a teacher model's feedback (--use_openai, --use_claude)
+    videos/<name>.info.json        counts, and the segments left out with the reason
     train.jsonl, val.jsonl         this run's examples, split by video (no video in both)
     dataset.json, dataset_card.md  counts, token estimate, source videos, split, settings
     .cache/                        teacher answers, keyed by request
@@ -73,9 +74,11 @@ def write_video_examples(
         )
         meta.append({"example": k, **segment.to_dict()})
     examples_path, segments_path = video_files(folder, name)
+    info = {"examples": len(examples), "left_out": extractor.skipped, "sport_type": sport}
     _write_jsonl(segments_path, meta)
+    atomic_write_text(segments_path.with_name(f"{name}.info.json"), lambda fh: json.dump(info, fh))
     _write_jsonl(examples_path, examples)
-    return {"examples": len(examples), "left_out": extractor.skipped, "path": str(examples_path)}
+    return info | {"path": str(examples_path)}
 
 
 def assign_splits(videos: list[str], val_fraction: float = DEFAULT_VAL_FRACTION, seed: str = "") -> dict[str, str]:
@@ -107,7 +110,12 @@ def assemble_dataset(
     split = assign_splits(videos, val_fraction)
     rows: dict[str, list[dict]] = {"train": [], "val": []}
     per_video = []
+    left_out: dict[str, int] = {}
     for video in videos:
+        info_path = video_files(folder, video)[1].with_name(f"{video}.info.json")
+        if info_path.is_file():
+            for reason, n in json.loads(info_path.read_text(encoding="utf-8"))["left_out"].items():
+                left_out[reason] = left_out.get(reason, 0) + n
         counts = {}
         for source in sources:
             path, _ = video_files(folder, video, source)
@@ -137,6 +145,7 @@ def assemble_dataset(
         "videos": per_video,
         "val_fraction": val_fraction,
         "split_rule": "by video, from a hash of its name; a video's segments are all in one split",
+        "left_out": left_out,
         "settings": settings or {},
         **(extras or {}),
     }
@@ -178,7 +187,13 @@ def card_markdown(card: dict) -> str:
     if len(card["videos"]) < 2:
         lines.append("With a single video every example is in the training split; `val.jsonl` is empty.")
     if card.get("left_out"):
-        lines += ["", "## Left out", ""]
+        lines += [
+            "",
+            "## Left out",
+            "",
+            "Segments not turned into examples, by reason (see the extractor settings):",
+            "",
+        ]
         lines += [f"- {reason}: {n}" for reason, n in card["left_out"].items()]
     if card.get("synthetic"):
         lines += ["", "## Synthetic feedback", ""]
