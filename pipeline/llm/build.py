@@ -17,12 +17,11 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.analysis.analyzer import Analysis
 from pipeline.errors import LLMError
-from pipeline.jobs import AnalysisStore
+from pipeline.jobs import AnalysisStore, write_json
 from pipeline.llm.coach import feedback
 from pipeline.llm.dataset import ExtractorSettings, PoseDataExtractor
 from pipeline.llm.prompts import system_prompt, user_turn
@@ -30,7 +29,6 @@ from pipeline.llm.validate import ValidationReport, validate_chat_jsonl
 from pipeline.outputs.pose_json import atomic_write_text
 
 DEFAULT_VAL_FRACTION = 0.2
-SOURCES = ("rules", "openai", "claude")
 
 
 def video_files(folder: str | os.PathLike, name: str, source: str = "rules") -> tuple[Path, Path]:
@@ -40,7 +38,8 @@ def video_files(folder: str | os.PathLike, name: str, source: str = "rules") -> 
     return examples, videos / f"{name}.segments.jsonl"
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """One JSON object per line, written atomically."""
     atomic_write_text(path, lambda fh: fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
@@ -75,9 +74,9 @@ def write_video_examples(
         meta.append({"example": k, **segment.to_dict()})
     examples_path, segments_path = video_files(folder, name)
     info = {"examples": len(examples), "left_out": extractor.skipped, "sport_type": sport}
-    _write_jsonl(segments_path, meta)
+    write_jsonl(segments_path, meta)
     atomic_write_text(segments_path.with_name(f"{name}.info.json"), lambda fh: json.dump(info, fh))
-    _write_jsonl(examples_path, examples)
+    write_jsonl(examples_path, examples)
     return info | {"path": str(examples_path)}
 
 
@@ -130,7 +129,7 @@ def assemble_dataset(
     reports: dict[str, ValidationReport] = {}
     for name, examples in rows.items():
         path = folder / f"{name}.jsonl"
-        _write_jsonl(path, examples)
+        write_jsonl(path, examples)
         reports[name] = validate_chat_jsonl(path, min_examples=0)
         if not reports[name].ok:
             raise LLMError(f"{path} failed validation: {reports[name].first_errors()}")
@@ -149,7 +148,7 @@ def assemble_dataset(
         "settings": settings or {},
         **(extras or {}),
     }
-    (folder / "dataset.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    write_json(folder / "dataset.json", card)
     atomic_write_text(folder / "dataset_card.md", lambda fh: fh.write(card_markdown(card)))
     return card
 
@@ -210,7 +209,3 @@ def card_markdown(card: dict) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-def extractor_settings_dict(settings: ExtractorSettings | None) -> dict:
-    return asdict(settings or ExtractorSettings())

@@ -153,7 +153,8 @@ def _sport(seg: Segment, sport: str) -> list[str]:
     return out
 
 
-def _balance(seg: Segment, sport: str) -> list[str]:
+def _balance(seg: Segment, sport: str) -> tuple[list[str], str | None]:
+    """A sentence on an uneven left/right pair, and the side it names first (``None`` without one)."""
     joints = SPORT_PROFILES[sport].angles
     for pair in PAIRS:
         left, right = seg.fact(f"angle.left_{pair}.range"), seg.fact(f"angle.right_{pair}.range")
@@ -161,11 +162,12 @@ def _balance(seg: Segment, sport: str) -> list[str]:
             continue
         big, small = (left, right) if left.value >= right.value else (right, left)
         if small.value < UNEVEN_RATIO * big.value and big.value - small.value > UNEVEN_DEG:
-            return [
+            sentence = (
                 f"The {_side(big)} moves through {big.text} degrees but the {_side(small)} through only {small.text}: "
                 "one side does more of the work, or is hidden from the camera in part of the segment."
-            ]
-    return []
+            )
+            return [sentence], _side(big)
+    return [], None
 
 
 def _speed(seg: Segment) -> list[str]:
@@ -200,8 +202,7 @@ def feedback(segment: Segment, sport: str) -> str:
         sentences += _repetition(segment, segment.events[0])
     else:
         sentences += _contained(segment)
-    sport_lines, balance = _sport(segment, sport), _balance(segment, sport)
-    side = balance[0][len("The ") : balance[0].find(" moves")] if balance else None
+    sport_lines, (balance, side) = _sport(segment, sport), _balance(segment, sport)
     if side and sport_lines and sport_lines[-1].startswith(f"The largest movement is at the {side},"):
         sport_lines.pop()  # the balance sentence names the same joint with the same range
     sentences += sport_lines + balance + _speed(segment)

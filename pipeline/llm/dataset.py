@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -32,7 +33,6 @@ from pipeline.analysis.sports import SPORT_PROFILES
 from pipeline.jobs import AnalysisStore
 from pipeline.pose.skeleton import ANGLE_NAMES
 
-SEGMENT_KINDS = ("overview", "window", "jump", "drop", "repetition")
 ANGLE_SIGNALS = {"knee_angle", "hip_angle", "shoulder_angle", "elbow_angle"}
 
 
@@ -197,10 +197,6 @@ class _FactBuilder:
         return self.add(name, value, decimals, unit, "event", f"event.{index}.{key}")
 
 
-def _label(name: str) -> str:
-    return name.replace("_", " ")
-
-
 class PoseDataExtractor:
     """Segments and facts of one analysed video; ``segments()`` is deterministic."""
 
@@ -210,18 +206,17 @@ class PoseDataExtractor:
         self.settings = settings or ExtractorSettings()
         self.sport_type = sport_type
         self.profile = SPORT_PROFILES[sport_type]
-        self.skipped: dict[str, int] = {}  # segments left out, by reason
+        self.skipped: Counter[str] = Counter()  # segments left out, by reason
 
     def segments(self, source: Analysis | AnalysisStore, video: str, fps: float) -> list[Segment]:
         data = _Measured(source)
+        data.fps = fps
         summary = source.summary
         events = list(source.events)
         out: list[Segment] = []
         for person in summary.get("persons", []):
             if not (person.get("counted") and person.get("analysed")):
-                self.skipped["person too briefly seen to analyse"] = (
-                    self.skipped.get("person too briefly seen to analyse", 0) + 1
-                )
+                self.skipped["person too briefly seen to analyse"] += 1
                 continue
             out += self._person_segments(data, events, video, int(person["id"]), fps)
         return out
@@ -258,7 +253,7 @@ class PoseDataExtractor:
         analysed = data.analysed(start, end)
         if rows.size < self.settings.min_seen_frames or rows.size < self.settings.min_coverage * analysed:
             reason = f"{kind}: person seen in too few frames"
-            self.skipped[reason] = self.skipped.get(reason, 0) + 1
+            self.skipped[reason] += 1
             return None
         counters[kind] = counters.get(kind, 0) + 1
         number = "" if kind == "overview" else f"{counters[kind]:02d}"
@@ -316,7 +311,7 @@ class PoseDataExtractor:
     def _event_facts(self, data: _Measured, b: _FactBuilder, seg: Segment) -> None:
         """An event segment describes its event in detail; other segments list the events they contain."""
         own = seg.kind in ("jump", "drop", "repetition")
-        margin = max(1, round(self.settings.event_margin_s * _fps(data)))
+        margin = max(1, round(self.settings.event_margin_s * data.fps))
         if not own:
             for kind in ("jump", "drop", "repetition", "contact"):
                 count = sum(1 for e in seg.events if e["type"] == kind)
@@ -352,9 +347,3 @@ class PoseDataExtractor:
                 )
             elif kind == "contact":
                 b.event(f"{prefix}.contact_time_s", i, event, "contact_time_s", 2, "s")
-
-
-def _fps(data: _Measured) -> float:
-    steps = np.diff(data.t_s)
-    steps = steps[steps > 0]
-    return float(1.0 / np.median(steps)) if steps.size else 30.0

@@ -7,24 +7,19 @@ still leaves the job id to look up later.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.errors import LLMError
+from pipeline.jobs import write_json
 from pipeline.llm.validate import OPENAI_MIN_EXAMPLES, validate_chat_jsonl
-from pipeline.outputs.pose_json import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OPENAI_BASE_MODEL = "gpt-4.1-mini-2025-04-14"
 FINAL_STATES = ("succeeded", "failed", "cancelled")
-
-
-def _write(path: Path, record: dict) -> None:
-    atomic_write_text(path, lambda fh: fh.write(json.dumps(record, indent=2) + "\n"))
 
 
 def openai_finetune(
@@ -90,7 +85,7 @@ def openai_finetune(
         "events": [],
         "record": str(path),
     }
-    _write(path, record)
+    write_json(path, record)
     say(f"fine-tuning job {job.id} created on {base_model}: {job.status}")
     seen: set[str] = set()
     while wait and record["status"] not in FINAL_STATES:
@@ -110,7 +105,7 @@ def openai_finetune(
         record.update(status=job.status, fine_tuned_model=job.fine_tuned_model, trained_tokens=job.trained_tokens)
         if job.error is not None and getattr(job.error, "message", None):
             record["error"] = {"code": job.error.code, "message": job.error.message}
-        _write(path, record)
+        write_json(path, record)
     return record
 
 

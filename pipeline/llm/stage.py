@@ -7,7 +7,6 @@ combinations are errors then, not after an hour of pose estimation);
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -15,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.errors import ConfigError, LLMError
-from pipeline.llm.build import DEFAULT_VAL_FRACTION, assemble_dataset, read_jsonl, video_files
+from pipeline.llm.build import DEFAULT_VAL_FRACTION, assemble_dataset, read_jsonl, video_files, write_jsonl
 from pipeline.llm.openai_finetune import DEFAULT_OPENAI_BASE_MODEL, openai_finetune
 from pipeline.llm.teachers import DEFAULT_MODELS, KEY_VARIABLES, PROVIDERS, Teacher, TeacherSettings
-from pipeline.outputs.pose_json import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +145,7 @@ def _synthetic(options: LLMOptions, videos: list[str], sport: str, say, result: 
                 if seg["id"] in answers
             ]
             path = video_files(folder, video, provider)[0]
-            atomic_write_text(path, lambda fh, rows=rows: fh.writelines(json.dumps(r) + "\n" for r in rows))
+            write_jsonl(path, rows)
         usage[teacher.name] = teacher.usage.to_dict()
         result.lines.append(f"{teacher.name}: {teacher.usage.line()}")
         if teacher.failures:

@@ -201,6 +201,7 @@ class Teacher:
         self._gate = threading.BoundedSemaphore(settings.concurrency)
         self._sleep = sleep
         self._abort: LLMError | None = None
+        self.failures: list[str] = []  # "<item id>: <reason>" for examples left without an answer
         if settings.provider == "openai":
             import openai
 
@@ -316,8 +317,7 @@ class Teacher:
     def rewrite(
         self, items: list[tuple[str, str]], sport: str, progress: Callable[[int], None] | None = None
     ) -> dict[str, str]:
-        """``items``: (id, user turn). Returns the kept answers by id; ``failures`` lists what failed."""
-        self.failures: list[str] = []
+        """``items``: (id, user turn). Returns the kept answers by id; ``self.failures`` lists what failed."""
         system = system_prompt(sport) + TEACHER_TASK
         user_text = dict(items)
         kept: dict[str, str] = {}
