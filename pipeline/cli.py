@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -20,11 +21,12 @@ from pipeline.analysis.sports import DEFAULT_SPORT, SPORT_PROFILES
 from pipeline.config import QUALITY_PRESETS, PipelineConfig, load_env
 from pipeline.errors import ClusterError, ConfigError, InputError, ModelError, OutputError, PipelineError
 from pipeline.inputs import discover_videos
-from pipeline.jobs import ensure_writable
+from pipeline.jobs import ensure_writable, write_json
 from pipeline.llm.openai_finetune import DEFAULT_OPENAI_BASE_MODEL
 from pipeline.llm.stage import TRAINERS, LLMOptions, check_ready, run_llm_stage
 from pipeline.llm.teachers import DEFAULT_MODELS
 from pipeline.llm.trainer import DEFAULT_BASE_MODEL
+from pipeline.stats import RunStats, process_start_time
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
 logger = logging.getLogger("pipeline")
@@ -115,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
         parser, "quiet", action="store_true", help="no progress bars or log lines; only the per-video lines and errors"
     )
     _add(parser, "verbose", action="store_true", help="debug logging")
+    _add(parser, "stats", default=None, metavar="FILE",
+         help="write the run's timeline as JSON: engine start, first task, every chunk, steady-state frames/s")  # fmt: skip
     llm = parser.add_argument_group("LLM training data and training")
     _add(llm, "llm_data", default="llm_training_data", metavar="DIR",
          help="folder for the LLM training data (default: llm_training_data)")  # fmt: skip
@@ -249,6 +253,9 @@ def llm_options_from_args(args: argparse.Namespace) -> LLMOptions:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stats = RunStats()
+    stats.mark("process_start", process_start_time())
+    stats.mark("cli_start")
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
@@ -282,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     progress = ProgressDisplay(enabled=False if args.quiet else None)
     try:
-        with logging_redirect_tqdm(), VideoPipeline(config, progress=progress) as pipeline:
+        with logging_redirect_tqdm(), VideoPipeline(config, progress=progress, stats=stats) as pipeline:
             logger.info("%d video(s); engines ready in %.1f s", len(videos), time.perf_counter() - started)
             batch = pipeline.process(videos)
     except ConfigError as exc:
@@ -311,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in stage.lines:
             print(line)
         stage_ok = stage.ok
+        stats.mark("llm_done")
     failed = len(batch.failed)
     skipped = sum(r.skipped for r in batch.videos)
     peak = batch.memory.get("peak_bytes", 0) / 1024**3
@@ -322,4 +330,11 @@ def main(argv: list[str] | None = None) -> int:
         + (f" (submissions held {batch.memory['pauses']} time(s))" if batch.memory.get("pauses") else "")
         + (f"; failed: {', '.join(r.video for r in batch.failed)}" if failed else "")
     )
+    if args.stats:
+        stats.mark("finished")
+        try:
+            write_json(Path(args.stats), stats.to_dict() | {"videos": [r.to_dict() for r in batch.videos]})
+        except OSError as exc:
+            print(f"error: cannot write the stats to {args.stats}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     return EXIT_OK if batch.success and stage_ok else EXIT_FAILED

@@ -97,6 +97,10 @@ class ChunkRecord:
     frames_with_person: int
     path: str
     reused: bool = False
+    # Where and when the chunk was tracked (see ``stats.py``); zero for a reused chunk.
+    worker: str = ""
+    started: float = 0.0
+    finished: float = 0.0
 
 
 def save_chunk(path: str | os.PathLike, index: int, chunk: PoseChunk) -> ChunkRecord:

@@ -45,6 +45,7 @@ from pipeline.outputs.render import RenderSpec, plan_segments, segment_folder
 from pipeline.outputs.summary_csv import write_summary_csv
 from pipeline.pose.estimator import EstimatorSettings
 from pipeline.pose.models import ModelFile, resolve_model
+from pipeline.stats import ChunkTiming, RunStats
 from pipeline.video.plan import ChunkSpec, auto_batch_size, plan_chunks
 from pipeline.video.probe import VideoInfo, probe_video
 
@@ -212,9 +213,11 @@ class VideoPipeline:
         self,
         config: PipelineConfig | None = None,
         progress: Callable[[ProgressEvent], None] | None = None,
+        stats: RunStats | None = None,
     ) -> None:
         self.config = config or PipelineConfig()
         self._progress = progress
+        self.stats = stats or RunStats()
         self.model: ModelFile | None = None
         self.dask = None
         self.resources: ResourcePlan | None = None
@@ -234,6 +237,7 @@ class VideoPipeline:
 
         t0 = time.perf_counter()
         config = self.config
+        self.stats.mark("engines_start")
         self.model = resolve_model(config.resolved_pose_model)
         self.resources = plan = plan_resources(
             config.memory_limit,
@@ -248,7 +252,9 @@ class VideoPipeline:
         logger.debug("memory plan: %s", plan.to_dict())
         self._ray_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ray-start")
         self._ray_future = self._ray_thread.submit(self._start_ray, plan)
+        self.stats.mark("dask_start")
         self.dask = DaskEngine(config.resolved_dask_address, plan.workers, plan.worker_limit)
+        self.stats.mark("dask_ready")
         self.timings["dask_start_s"] = time.perf_counter() - t0
         self.monitor = MemoryMonitor(plan.budget, plan.high_mark, plan.low_mark, roots=self._engine_pids).start()
         self._ray_future.add_done_callback(lambda _: self.monitor.refresh_roots())
@@ -258,6 +264,7 @@ class VideoPipeline:
         from pipeline.engines.ray_engine import RayEngine
 
         t0 = time.perf_counter()
+        self.stats.mark("ray_start")
         engine = RayEngine(
             self.config.resolved_ray_address,
             plan.analyzers,
@@ -265,6 +272,7 @@ class VideoPipeline:
             object_store_bytes=plan.object_store,
         )
         self.timings["ray_start_s"] = time.perf_counter() - t0
+        self.stats.mark("ray_ready")
         return engine
 
     def _engine_pids(self) -> list[int]:
@@ -283,6 +291,7 @@ class VideoPipeline:
         return self._ray_future.result() if self._ray_future else None
 
     def close(self) -> None:
+        self.stats.mark("engines_stop")
         if self.monitor is not None:
             self.monitor.stop()
         if self._ray_future is not None:
@@ -294,6 +303,7 @@ class VideoPipeline:
         if self.dask is not None:
             self.dask.close()
             self.dask = None
+        self.stats.mark("engines_stopped")
 
     def __enter__(self) -> VideoPipeline:
         try:
@@ -534,6 +544,7 @@ class VideoPipeline:
             spec = task.item
             path = str(job.work.chunk_path(spec.index).resolve())
             future = self.dask.submit_extract(spec, self._settings, path, retries)
+            self.stats.mark("first_chunk_submitted")
         elif task.kind == "render":
             spec = task.item
             future = self.dask.submit_render_segment(spec, job.store, job.annotator, retries)
@@ -573,6 +584,9 @@ class VideoPipeline:
             self._fail(job, _task_error(exc, f"chunk {spec.index} (frames {spec.start}-{spec.end - 1})"))
             return
         job.records[spec.index] = record
+        self.stats.chunk(
+            ChunkTiming(job.result.name, spec.index, record.frames, record.worker, record.started, record.finished)
+        )
         self._emit(job, "extract")
         if len(job.records) == len(job.specs):
             self._chunks_complete(job)
@@ -698,6 +712,8 @@ class VideoPipeline:
         self._emit(job, "failed")
 
     def _emit(self, job: _Job, stage: str) -> None:
+        if stage != "extract":
+            self.stats.video_mark(job.result.name, stage)
         if self._progress is None:
             return
         total = job.result.info.frame_count if job.result.info else 0

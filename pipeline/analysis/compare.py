@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from pipeline.analysis.tracking import box_iou, person_boxes
 from pipeline.pose.types import PoseChunk
@@ -34,6 +33,8 @@ class RunComparison:
 
 
 def compare_runs(a: PoseChunk, b: PoseChunk, width: int, height: int) -> RunComparison:
+    from scipy.optimize import linear_sum_assignment  # imported when used: the driver never needs scipy
+
     scale = np.array([width, height], dtype=np.float32)
     boxes_a = person_boxes(a.image_xyzv, width, height)
     boxes_b = person_boxes(b.image_xyzv, width, height)

@@ -32,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import find_peaks
 
 from pipeline.analysis.filters import runs, time_derivative
 
@@ -220,6 +219,8 @@ def count_repetitions(
 
     Returns the repetitions and their direction (+1: peaks are maxima, -1: minima).
     """
+    from scipy.signal import find_peaks  # imported when used: the driver never needs scipy
+
     valid = np.isfinite(signal)
     if valid.sum() < 5:
         return [], 0

@@ -8,7 +8,6 @@ treat every trailing element as an independent series.
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import savgol_filter
 
 MAD_TO_SIGMA = 1.4826  # median absolute deviation of a normal distribution -> its sigma
 
@@ -95,6 +94,7 @@ def savgol(values: np.ndarray, window: int, order: int) -> np.ndarray:
     A run shorter than the window is smoothed with the longest odd window it
     allows (kept as is when that is not more than ``order``); NaN stays NaN.
     """
+    from scipy.signal import savgol_filter  # imported when used: the driver never needs scipy
 
     def smooth(segment: np.ndarray, start: int) -> np.ndarray:
         length = segment.shape[0]

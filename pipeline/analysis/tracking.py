@@ -6,7 +6,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 # Landmarks that define where a person is: shoulders and hips.
 _TORSO = np.array([11, 12, 23, 24])
@@ -59,6 +58,8 @@ def link_identities(
     A track unseen for more than ``max_gap_frames`` frames is closed and its
     slot may be given to a new person.
     """
+    from scipy.optimize import linear_sum_assignment  # imported when used: the driver never needs scipy
+
     frames, slots = image_xyzv.shape[:2]
     centres = torso_centres(image_xyzv, width, height)
     boxes = person_boxes(image_xyzv, width, height)

@@ -12,7 +12,9 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
+from dataclasses import replace
 
 import dask
 
@@ -33,6 +35,10 @@ _WORKER_MEMORY = {
     "distributed.worker.memory.spill": False,
     "distributed.worker.memory.pause": False,
     "distributed.worker.memory.terminate": 0.95,
+    # Dask's default MALLOC_TRIM_THRESHOLD_=65536 switches off glibc's adaptive mmap threshold:
+    # every decoded frame (5 MB at 1768x994) is then mmapped, page-faulted and unmapped, which
+    # made pose extraction 30 % slower (bench/README.md). glibc's own adaptive default reuses them.
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
 }
 
 # One PoseEstimator per worker process, kept for the process's life.
@@ -53,7 +59,9 @@ def extract_chunk(spec: ChunkSpec, settings: EstimatorSettings, artifact: str) -
     """Dask task: decode ``spec``'s frames, track them, write the landmarks to
     ``artifact`` (atomically) and return the chunk's small record. The
     landmarks never travel back to the driver."""
-    return save_chunk(artifact, spec.index, worker_estimator(settings)(spec))
+    started = time.time()
+    record = save_chunk(artifact, spec.index, worker_estimator(settings)(spec))
+    return replace(record, worker=f"{socket.gethostname()}:{os.getpid()}", started=started, finished=time.time())
 
 
 def render_task(spec: RenderSpec, store: str, annotator: Annotator) -> int:

@@ -1,0 +1,111 @@
+"""RunStats: the timeline of a run, for ``--stats FILE`` and the benchmarks.
+
+Times are wall-clock seconds since the epoch (``time.time()``), so marks taken
+in the driver and on the workers of one machine line up. Each extraction task
+reports when it started and finished on its worker; from those the steady
+state is measured: the window in which every worker had started its first
+chunk and none had finished its last, and the kept frames tracked inside it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class ChunkTiming:
+    """One extraction task as its worker saw it."""
+
+    video: str
+    index: int
+    frames: int  # kept frames (warm-up frames excluded)
+    worker: str  # host:pid
+    started: float
+    finished: float
+
+
+def process_start_time() -> float:
+    """When this process started (epoch seconds; the clock tick resolution of the OS)."""
+    import psutil
+
+    return psutil.Process(os.getpid()).create_time()
+
+
+class RunStats:
+    """Named marks (first time each happened) and chunk timings of one run."""
+
+    def __init__(self) -> None:
+        self.marks: dict[str, float] = {}
+        self.chunks: list[ChunkTiming] = []
+        self.videos: dict[str, dict[str, float]] = {}
+
+    def mark(self, name: str, at: float | None = None) -> None:
+        """Record ``name`` the first time it happens."""
+        self.marks.setdefault(name, time.time() if at is None else at)
+
+    def video_mark(self, video: str, name: str) -> None:
+        self.videos.setdefault(video, {}).setdefault(name, time.time())
+
+    def chunk(self, timing: ChunkTiming) -> None:
+        self.chunks.append(timing)
+
+    def to_dict(self) -> dict:
+        origin = self.marks.get("process_start", min(self.marks.values(), default=0.0))
+        return {
+            "origin": origin,
+            "marks_s": {k: round(v - origin, 3) for k, v in sorted(self.marks.items(), key=lambda kv: kv[1])},
+            "derived": self.derived(),
+            "videos_s": {v: {k: round(t - origin, 3) for k, t in m.items()} for v, m in self.videos.items()},
+            "chunks": [
+                asdict(c) | {"started": round(c.started - origin, 3), "finished": round(c.finished - origin, 3)}
+                for c in sorted(self.chunks, key=lambda c: c.started)
+            ],  # fmt: skip
+        }
+
+    def derived(self) -> dict:
+        marks = self.marks
+        out: dict[str, float | int | None] = {}
+        origin = marks.get("process_start")
+        if origin is not None and "first_chunk_submitted" in marks:
+            out["startup_s"] = round(marks["first_chunk_submitted"] - origin, 3)
+        for name in ("dask", "ray"):
+            if f"{name}_start" in marks and f"{name}_ready" in marks:
+                out[f"{name}_start_s"] = round(marks[f"{name}_ready"] - marks[f"{name}_start"], 3)
+        if self.chunks:
+            extracted = sum(c.frames for c in self.chunks)
+            first = min(c.started for c in self.chunks)
+            last = max(c.finished for c in self.chunks)
+            out["extract_frames"] = extracted
+            out["extract_fps"] = round(extracted / (last - first), 2) if last > first else None
+            out.update(steady_state(self.chunks))
+        return out
+
+
+def steady_state(chunks: list[ChunkTiming]) -> dict:
+    """Frames/s while every worker was busy with the run.
+
+    The window opens when the last worker starts its first chunk and closes
+    when the first worker finishes its last chunk. A chunk that overlaps the
+    window counts in proportion to the overlap (its frames spread evenly over
+    its time). Gaps between the tasks of a worker stay inside the window: the
+    figure includes the scheduling overhead.
+    """
+    by_worker: dict[str, list[ChunkTiming]] = {}
+    for c in chunks:
+        by_worker.setdefault(c.worker, []).append(c)
+    opens = max(min(c.started for c in cs) for cs in by_worker.values())
+    closes = min(max(c.finished for c in cs) for cs in by_worker.values())
+    if closes <= opens:
+        return {"steady_fps": None, "steady_window_s": 0.0, "steady_workers": len(by_worker)}
+    frames = 0.0
+    for c in chunks:
+        overlap = min(c.finished, closes) - max(c.started, opens)
+        if overlap > 0 and c.finished > c.started:
+            frames += c.frames * overlap / (c.finished - c.started)
+    return {
+        "steady_fps": round(frames / (closes - opens), 2),
+        "steady_window_s": round(closes - opens, 3),
+        "steady_workers": len(by_worker),
+    }
