@@ -343,7 +343,15 @@ class VideoPipeline:
         self._settings = self.estimator_settings()
         for job in jobs:
             try:
-                self._prepare(job)
+                job.result.info = probe_video(job.result.video)
+            except (VideoError, OSError) as exc:
+                self._fail(job, _one_line(exc))
+        batch_frames = sum(job.result.info.frame_count for job in jobs if not job.finished)
+        for job in jobs:
+            if job.finished:
+                continue
+            try:
+                self._prepare(job, batch_frames)
             except (VideoError, OutputError, OSError) as exc:
                 self._fail(job, _one_line(exc))
         self._run([job for job in jobs if not job.finished])
@@ -353,11 +361,12 @@ class VideoPipeline:
         return batch
 
     # -- planning and resuming ---------------------------------------------------
-    def _prepare(self, job: _Job) -> None:
-        """Probe, plan, check disk space, and find what an earlier run finished."""
-        job.result.info = info = probe_video(job.result.video)
+    def _prepare(self, job: _Job, batch_frames: int) -> None:
+        """Plan the chunks of a probed video (the whole batch decides their size),
+        check disk space, and find what an earlier run finished."""
+        info = job.result.info
         workers = self.dask.worker_count()
-        batch = self.config.batch_size or auto_batch_size(info.frame_count, workers)
+        batch = self.config.batch_size or auto_batch_size(info.frame_count, workers, batch_frames)
         job.specs = plan_chunks(
             replace(info, path=job.source), batch, self.config.resolved_warmup_frames, self.config.sample_fps
         )
@@ -396,6 +405,10 @@ class VideoPipeline:
         settings = self._settings_block(job)
         for name in ("workers", "analyzers", "memory_limit", "dask_address", "ray_address", "chunk_retries", "force"):
             settings.pop(name, None)
+        if self.config.batch_size is None:
+            # Automatic chunking depends on the workers and on the other videos of the batch:
+            # like the worker count, it does not make a finished video's outputs stale.
+            settings.pop("batch_size", None)
         return {"settings": settings, "model_sha256": self.model.sha256, "name": job.result.name}
 
     def _skip(self, job: _Job, done: dict) -> None:

@@ -42,9 +42,17 @@ def test_plan_covers_every_frame_once(sample_video, batch, warmup):
 
 
 def test_auto_batch_size_keeps_workers_busy():
-    assert auto_batch_size(230, 2) == 48  # floor: warm-up must not dominate
-    assert auto_batch_size(3000, 2) == 300  # ceiling: bounded memory and tail
-    assert auto_batch_size(1200, 2) == 200  # three chunks per worker
+    assert auto_batch_size(230, 2) == 115  # one chunk per worker, none shorter than the floor
+    assert auto_batch_size(90, 2) == 90  # shorter than the floor: one chunk
+    assert auto_batch_size(3600, 2) == 900  # two chunks per worker
+    assert auto_batch_size(1200, 2) == 300
+    # A long video: chunks near the ceiling, and a multiple of the workers (no lone last chunk).
+    size = auto_batch_size(27000, 2)
+    chunks = -(-27000 // size)
+    assert chunks % 2 == 0 and 1700 <= size <= 2000
+    assert -(-27000 // auto_batch_size(27000, 3)) % 3 == 0
+    # In a batch of 20 short clips each clip is one chunk: the other clips keep the workers busy.
+    assert auto_batch_size(230, 2, batch_frames=20 * 230) == 230
 
 
 def test_sampling_keeps_one_frame_per_period():
@@ -69,6 +77,9 @@ def test_seek_lands_on_exact_frame(sample_video, start):
     assert [i for i, _ in got] == list(range(start, min(start + 3, len(reference))))
     for index, frame in got:
         assert np.array_equal(frame, reference[index])
+        assert frame.flags["C_CONTIGUOUS"]  # MediaPipe reads the buffer as packed rows
+    rgb = list(iter_frames(str(sample_video), start, start + 1, pixel_format="rgb24"))
+    assert np.array_equal(rgb[0][1], cv2.cvtColor(reference[start], cv2.COLOR_BGR2RGB))
 
 
 def test_reader_to_end_of_stream(sample_video):

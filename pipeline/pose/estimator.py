@@ -97,8 +97,6 @@ class PoseEstimator:
             return self._run(landmarker, spec)
 
     def _run(self, landmarker, spec: ChunkSpec) -> PoseChunk:
-        import cv2
-
         mp = self._mp
         num_poses = self.settings.num_poses
         first = spec.warmup_start
@@ -111,7 +109,7 @@ class PoseEstimator:
         end = None if spec.is_last else spec.end
         times = [] if spec.variable_rate else None
         fed_ms = -1
-        for index, frame in iter_frames(spec.video_path, first, end, want, times):
+        for index, frame in iter_frames(spec.video_path, first, end, want, times, pixel_format="rgb24"):
             row = index - first
             if row >= out.num_frames:  # last chunk: more frames than the container said
                 more = PoseChunk.empty(index, max(out.num_frames, 16), num_poses, spec.fps)
@@ -122,8 +120,7 @@ class PoseEstimator:
             if frame is None:
                 out.sampled[row] = False
                 continue
-            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=frame)
             frame_ms = int(round(out.timestamp_ms[row] if times is not None else index * 1000.0 / spec.fps))
             fed_ms = max(fed_ms + 1, frame_ms)  # the landmarker needs strictly increasing times
             result = landmarker.detect_for_video(image, fed_ms)

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pipeline.errors import ConfigError
 from pipeline.video.probe import VideoInfo
 
-# A chunk shorter than this spends too large a share of its time on warm-up.
-MIN_AUTO_CHUNK_FRAMES = 48
-MAX_AUTO_CHUNK_FRAMES = 300
-CHUNKS_PER_WORKER = 3
+# Each chunk costs a landmarker, a seek (decoding from the key frame before it) and its
+# warm-up frames: about 0.4 s, or 25-30 frames' worth, on the development machine.
+# A chunk shorter than this spends too large a share of its time on that.
+MIN_AUTO_CHUNK_FRAMES = 100
+MAX_AUTO_CHUNK_FRAMES = 1800  # about a minute at 30 fps: the grain of progress and resume
+CHUNKS_PER_WORKER = 2
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,23 @@ def is_sampled(index: int, fps: float, sample_fps: float | None) -> bool:
     return math.floor(index * ratio + 1e-9) != math.floor((index - 1) * ratio + 1e-9)
 
 
-def auto_batch_size(frame_count: int, workers: int) -> int:
-    """Frames per task: enough chunks for every worker to stay busy to the end
-    (``CHUNKS_PER_WORKER`` each), but no chunk so short that warm-up dominates."""
-    target = math.ceil(frame_count / max(1, workers * CHUNKS_PER_WORKER))
-    return int(min(MAX_AUTO_CHUNK_FRAMES, max(MIN_AUTO_CHUNK_FRAMES, target)))
+def auto_batch_size(frame_count: int, workers: int, batch_frames: int | None = None) -> int:
+    """Frames per task for a video of ``frame_count`` frames in a batch of ``batch_frames``.
+
+    The batch as a whole is cut into about ``CHUNKS_PER_WORKER`` chunks per
+    worker, each between ``MIN_AUTO_CHUNK_FRAMES`` and ``MAX_AUTO_CHUNK_FRAMES``
+    (few chunks: each one pays a landmarker, a seek and its warm-up). A video
+    shorter than that is one chunk (the other videos keep the workers busy). A
+    longer one is cut into a multiple of ``workers`` equal chunks, so that no
+    chunk runs alone at the end while the other workers wait.
+    """
+    batch_frames = max(batch_frames or frame_count, frame_count)
+    target = math.ceil(batch_frames / max(1, workers * CHUNKS_PER_WORKER))
+    target = min(MAX_AUTO_CHUNK_FRAMES, max(MIN_AUTO_CHUNK_FRAMES, target))
+    chunks = max(1, frame_count // target)
+    if chunks >= workers:
+        chunks -= chunks % workers
+    return max(1, math.ceil(frame_count / chunks))
 
 
 def plan_chunks(
