@@ -257,6 +257,7 @@ class VideoPipeline:
         self.stats.mark("dask_ready")
         self.timings["dask_start_s"] = time.perf_counter() - t0
         self.monitor = MemoryMonitor(plan.budget, plan.high_mark, plan.low_mark, roots=self._engine_pids).start()
+        self.stats.mark("monitor_started")
         self._ray_future.add_done_callback(lambda _: self.monitor.refresh_roots())
         return self
 
@@ -294,16 +295,25 @@ class VideoPipeline:
         self.stats.mark("engines_stop")
         if self.monitor is not None:
             self.monitor.stop()
+        ray_closed = None
         if self._ray_future is not None:
-            # A Ray that never started was reported where it was needed.
-            with contextlib.suppress(PipelineError):
-                self._ray_future.result().close()
-            self._ray_thread.shutdown()
+            # Both engines stop at the same time (each takes about a second).
+            ray_closed = self._ray_thread.submit(self._close_ray, self._ray_future)
             self._ray_future = None
         if self.dask is not None:
             self.dask.close()
             self.dask = None
+            self.stats.mark("dask_stopped")
+        if ray_closed is not None:
+            ray_closed.result()
+            self._ray_thread.shutdown()
         self.stats.mark("engines_stopped")
+
+    def _close_ray(self, started: Future) -> None:
+        # A Ray that never started was reported where it was needed.
+        with contextlib.suppress(PipelineError):
+            started.result().close()
+        self.stats.mark("ray_stopped")
 
     def __enter__(self) -> VideoPipeline:
         try:
@@ -346,6 +356,7 @@ class VideoPipeline:
                 job.result.info = probe_video(job.result.video)
             except (VideoError, OSError) as exc:
                 self._fail(job, _one_line(exc))
+        self.stats.mark("videos_probed")
         batch_frames = sum(job.result.info.frame_count for job in jobs if not job.finished)
         for job in jobs:
             if job.finished:
@@ -354,6 +365,7 @@ class VideoPipeline:
                 self._prepare(job, batch_frames)
             except (VideoError, OutputError, OSError) as exc:
                 self._fail(job, _one_line(exc))
+        self.stats.mark("videos_planned")
         self._run([job for job in jobs if not job.finished])
         batch = BatchResult(videos=[job.result for job in jobs], elapsed_s=time.perf_counter() - t0)
         batch.memory = self.monitor.report()

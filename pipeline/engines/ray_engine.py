@@ -29,6 +29,10 @@ class AnalyzerActor:
 
     def __init__(self, params: AnalysisParams) -> None:
         self._analyzer = Analyzer(params)
+        # The analysis modules import scipy where they use it (the driver never needs it);
+        # an actor starts while the chunks are extracted, so it imports it now, not on the first track.
+        import scipy.optimize  # noqa: F401
+        import scipy.signal  # noqa: F401
 
     def analyze(self, track: PoseChunk, meta: TrackMeta) -> Analysis:
         return self._analyzer(track, meta)
