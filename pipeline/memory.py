@@ -223,11 +223,18 @@ class MemoryMonitor:
         low: int,
         roots: Callable[[], Iterable[int]] = tuple,
         interval_s: float = 0.1,
+        tree_interval_s: float = 0.5,
     ) -> None:
         if not 0 < low <= high <= budget:
             raise ValueError(f"expected 0 < low <= high <= budget, got {low}, {high}, {budget}")
         self.budget, self.high, self.low = budget, high, low
         self.interval_s = interval_s
+        # Listing the process tree scans every process of the machine (about 2 ms): it is
+        # refreshed every ``tree_interval_s``, the resident memory of the known processes
+        # (one small read each) every ``interval_s``.
+        self.tree_interval_s = tree_interval_s
+        self._tree: list[psutil.Process] = []
+        self._tree_at = float("-inf")
         self._roots = roots
         self._extra: tuple[int, ...] = ()
         self.current = 0
@@ -240,8 +247,16 @@ class MemoryMonitor:
         self._lock = threading.Lock()
 
     def sample(self) -> int:
-        roots = {os.getpid(), *self._extra}
-        total = tree_rss(roots)
+        now = time.monotonic()
+        if now - self._tree_at >= self.tree_interval_s:
+            self._tree = tree_processes({os.getpid(), *self._extra})
+            self._tree_at = now
+        total = 0
+        for proc in self._tree:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                continue
         with self._lock:
             self.current = total
             self.peak = max(self.peak, total)
@@ -258,6 +273,7 @@ class MemoryMonitor:
         """Ask ``roots()`` again (engines started, workers restarted)."""
         try:
             self._extra = tuple(self._roots())
+            self._tree_at = float("-inf")  # list the tree again at the next sample
         except Exception as exc:  # noqa: BLE001 - an engine that cannot answer keeps the old list
             logger.debug("memory monitor: could not list the engines' processes: %s", exc)
 

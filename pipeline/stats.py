@@ -4,7 +4,9 @@ Times are wall-clock seconds since the epoch (``time.time()``), so marks taken
 in the driver and on the workers of one machine line up. Each extraction task
 reports when it started and finished on its worker; from those the steady
 state is measured: the window in which every worker had started its first
-chunk and none had finished its last, and the kept frames tracked inside it.
+chunk, the engines had finished starting (Ray starts while the first chunks
+are tracked) and no worker had finished its last chunk, and the kept frames
+tracked inside it.
 """
 
 from __future__ import annotations
@@ -90,15 +92,16 @@ class RunStats:
             last = max(c.finished for c in self.chunks)
             out["extract_frames"] = extracted
             out["extract_fps"] = round(extracted / (last - first), 2) if last > first else None
-            out.update(steady_state(self.chunks))
+            out.update(steady_state(self.chunks, ready=marks.get("ray_ready")))
         return out
 
 
-def steady_state(chunks: list[ChunkTiming]) -> dict:
-    """Frames/s while every worker was busy with the run.
+def steady_state(chunks: list[ChunkTiming], ready: float | None = None) -> dict:
+    """Frames/s while every worker was busy with the run and the engines had started.
 
-    The window opens when the last worker starts its first chunk and closes
-    when the first worker finishes its last chunk. A chunk that overlaps the
+    The window opens when the last worker starts its first chunk, or at
+    ``ready`` (when the last engine finished starting) if that is later, and
+    closes when the first worker finishes its last chunk. A chunk that overlaps the
     window counts in proportion to the overlap (its frames spread evenly over
     its time). Gaps between the tasks of a worker stay inside the window: the
     figure includes the scheduling overhead.
@@ -107,6 +110,8 @@ def steady_state(chunks: list[ChunkTiming]) -> dict:
     for c in chunks:
         by_worker.setdefault(c.worker, []).append(c)
     opens = max(min(c.started for c in cs) for cs in by_worker.values())
+    if ready is not None:
+        opens = max(opens, ready)
     closes = min(max(c.finished for c in cs) for cs in by_worker.values())
     if closes <= opens:
         return {"steady_fps": None, "steady_window_s": 0.0, "steady_workers": len(by_worker)}

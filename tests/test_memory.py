@@ -70,6 +70,8 @@ def test_tree_rss_counts_children_and_monitor_holds_above_high_mark():
     assert monitor.may_submit()
     child = _allocating_child(400)
     try:
+        # The process tree is listed again every tree_interval_s (0.5 s): a new child counts from then on.
+        time.sleep(monitor.tree_interval_s)
         total = monitor.sample()
         assert total - base >= 380 * MiB  # the child's memory is part of the tree
         assert not monitor.may_submit() and monitor.pauses == 1

@@ -30,15 +30,22 @@ from pipeline.video.plan import ChunkSpec
 
 logger = logging.getLogger(__name__)
 
-_WORKER_MEMORY = {
+_CLUSTER_CONFIG = {
     "distributed.worker.memory.target": False,
     "distributed.worker.memory.spill": False,
     "distributed.worker.memory.pause": False,
     "distributed.worker.memory.terminate": 0.95,
     # Dask's default MALLOC_TRIM_THRESHOLD_=65536 switches off glibc's adaptive mmap threshold:
     # every decoded frame (5 MB at 1768x994) is then mmapped, page-faulted and unmapped, which
-    # made pose extraction 30 % slower (bench/README.md). glibc's own adaptive default reuses them.
+    # made pose extraction 30 % slower (docs/benchmarks.md). glibc's adaptive default reuses them.
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    # Book-keeping that costs CPU the pose tasks need (docs/benchmarks.md): the workers'
+    # statistical profiler (a stack sample every 10 ms), event-loop health checks every
+    # 20 ms and system metrics every 500 ms in every process, memory checks every 100 ms.
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "500ms",
 }
 
 # One PoseEstimator per worker process, kept for the process's life.
@@ -106,7 +113,7 @@ class DaskEngine:
                 # memory stays high would stop the run. The MemoryMonitor admits tasks;
                 # the per-worker limit stays as the last guard (the nanny restarts a
                 # worker above 95 % of it, and its task is rerun elsewhere).
-                with dask.config.set(_WORKER_MEMORY):
+                with dask.config.set(_CLUSTER_CONFIG):
                     self._cluster = LocalCluster(
                         n_workers=workers,
                         threads_per_worker=1,
