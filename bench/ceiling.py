@@ -14,18 +14,20 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.pose.estimator import EstimatorSettings  # noqa: E402 - after the repository is on the path
 
 
 @dataclass(frozen=True)
 class LoopSettings:
     video: str
-    model_path: str
-    num_poses: int = 1
-    min_detection_confidence: float = 0.5
-    min_presence_confidence: float = 0.5
-    min_tracking_confidence: float = 0.5
+    estimator: EstimatorSettings  # the pipeline's landmarker settings for the same preset
     passes: int = 4  # times the clip is read, one landmarker and one clock for all of them
 
 
@@ -36,13 +38,14 @@ def plain_loop(settings: LoopSettings, barrier=None) -> dict:
     from mediapipe.tasks.python import BaseOptions
     from mediapipe.tasks.python.vision import PoseLandmarker, PoseLandmarkerOptions, RunningMode
 
+    landmarker_settings = settings.estimator
     options = PoseLandmarkerOptions(
-        base_options=BaseOptions(model_asset_path=settings.model_path),
+        base_options=BaseOptions(model_asset_path=landmarker_settings.model_path),
         running_mode=RunningMode.VIDEO,
-        num_poses=settings.num_poses,
-        min_pose_detection_confidence=settings.min_detection_confidence,
-        min_pose_presence_confidence=settings.min_presence_confidence,
-        min_tracking_confidence=settings.min_tracking_confidence,
+        num_poses=landmarker_settings.num_poses,
+        min_pose_detection_confidence=landmarker_settings.min_detection_confidence,
+        min_pose_presence_confidence=landmarker_settings.min_presence_confidence,
+        min_tracking_confidence=landmarker_settings.min_tracking_confidence,
     )
     frames = detected = 0
     with PoseLandmarker.create_from_options(options) as landmarker:
@@ -103,10 +106,6 @@ def run_ceiling(settings: LoopSettings, loops: int) -> dict:
 
 
 def main() -> None:
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from pipeline.config import QUALITY_PRESETS
     from pipeline.pose.models import resolve_model
 
@@ -117,14 +116,8 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=4)
     args = parser.parse_args()
     preset = QUALITY_PRESETS[args.quality]
-    settings = LoopSettings(
-        video=args.video,
-        model_path=resolve_model(preset["pose_model"]).path,
-        min_detection_confidence=preset["min_detection_confidence"],
-        min_presence_confidence=preset["min_presence_confidence"],
-        min_tracking_confidence=preset["min_tracking_confidence"],
-        passes=args.passes,
-    )
+    estimator = EstimatorSettings.from_preset(preset, resolve_model(preset["pose_model"]))
+    settings = LoopSettings(video=args.video, estimator=estimator, passes=args.passes)
     print(json.dumps(run_ceiling(settings, args.loops), indent=2))
 
 

@@ -197,15 +197,20 @@ def tree_processes(roots: Iterable[int]) -> list[psutil.Process]:
     return list(seen.values())
 
 
-def tree_rss(roots: Iterable[int]) -> int:
-    """Summed resident memory of ``roots`` and their descendants, bytes."""
+def total_rss(procs: Iterable[psutil.Process]) -> int:
+    """Summed resident memory of ``procs``, bytes (processes that have ended count 0)."""
     total = 0
-    for proc in tree_processes(roots):
+    for proc in procs:
         try:
             total += proc.memory_info().rss
         except psutil.Error:
             continue
     return total
+
+
+def tree_rss(roots: Iterable[int]) -> int:
+    """Summed resident memory of ``roots`` and their descendants, bytes."""
+    return total_rss(tree_processes(roots))
 
 
 class MemoryMonitor:
@@ -251,12 +256,7 @@ class MemoryMonitor:
         if now - self._tree_at >= self.tree_interval_s:
             self._tree = tree_processes({os.getpid(), *self._extra})
             self._tree_at = now
-        total = 0
-        for proc in self._tree:
-            try:
-                total += proc.memory_info().rss
-            except psutil.Error:
-                continue
+        total = total_rss(self._tree)
         with self._lock:
             self.current = total
             self.peak = max(self.peak, total)

@@ -229,13 +229,11 @@ class VideoPipeline:
         self._events: queue.Queue = queue.Queue()
         self._disk_reserved: dict[int, int] = {}
         self._stalled_since: float | None = None
-        self.timings: dict[str, float] = {}
 
     # -- engines ---------------------------------------------------------------
     def start(self) -> VideoPipeline:
         from pipeline.engines.dask_engine import DaskEngine
 
-        t0 = time.perf_counter()
         config = self.config
         self.stats.mark("engines_start")
         self.model = resolve_model(config.resolved_pose_model)
@@ -255,7 +253,6 @@ class VideoPipeline:
         self.stats.mark("dask_start")
         self.dask = DaskEngine(config.resolved_dask_address, plan.workers, plan.worker_limit)
         self.stats.mark("dask_ready")
-        self.timings["dask_start_s"] = time.perf_counter() - t0
         self.monitor = MemoryMonitor(plan.budget, plan.high_mark, plan.low_mark, roots=self._engine_pids).start()
         self.stats.mark("monitor_started")
         self._ray_future.add_done_callback(lambda _: self.monitor.refresh_roots())
@@ -264,7 +261,6 @@ class VideoPipeline:
     def _start_ray(self, plan: ResourcePlan):
         from pipeline.engines.ray_engine import RayEngine
 
-        t0 = time.perf_counter()
         self.stats.mark("ray_start")
         engine = RayEngine(
             self.config.resolved_ray_address,
@@ -272,7 +268,6 @@ class VideoPipeline:
             self.config.resolved_analysis,
             object_store_bytes=plan.object_store,
         )
-        self.timings["ray_start_s"] = time.perf_counter() - t0
         self.stats.mark("ray_ready")
         return engine
 
@@ -327,15 +322,7 @@ class VideoPipeline:
 
     # -- processing ------------------------------------------------------------
     def estimator_settings(self) -> EstimatorSettings:
-        preset = self.config.preset
-        return EstimatorSettings(
-            model_path=self.model.path,
-            model_sha256=self.model.sha256,
-            num_poses=self.config.num_poses,
-            min_detection_confidence=preset["min_detection_confidence"],
-            min_presence_confidence=preset["min_presence_confidence"],
-            min_tracking_confidence=preset["min_tracking_confidence"],
-        )
+        return EstimatorSettings.from_preset(self.config.preset, self.model, self.config.num_poses)
 
     def process(self, paths: Iterable[str | Path]) -> BatchResult:
         if self.dask is None:

@@ -25,6 +25,7 @@ import os
 from dataclasses import dataclass
 
 from pipeline.errors import ModelError
+from pipeline.pose.models import ModelFile
 from pipeline.pose.types import PoseChunk
 from pipeline.video.plan import ChunkSpec, is_sampled
 from pipeline.video.reader import iter_frames
@@ -51,6 +52,18 @@ class EstimatorSettings:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name}: expected a value in [0, 1], got {value}")
+
+    @classmethod
+    def from_preset(cls, preset: dict, model: ModelFile, num_poses: int = 1) -> EstimatorSettings:
+        """The landmarker a ``--quality`` preset (``QUALITY_PRESETS[name]``) asks for, with ``model``."""
+        return cls(
+            model_path=model.path,
+            model_sha256=model.sha256,
+            num_poses=num_poses,
+            min_detection_confidence=preset["min_detection_confidence"],
+            min_presence_confidence=preset["min_presence_confidence"],
+            min_tracking_confidence=preset["min_tracking_confidence"],
+        )
 
 
 class PoseEstimator:
