@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,16 +18,19 @@ from pipeline.llm.validate import validate_chat_jsonl
 OPENAI_KEY = "sk-test-openai-cli-5f1e0c2b9a"
 ANTHROPIC_KEY = "sk-ant-test-cli-77d3a1e4b0"
 CHAT, MESSAGES = "/v1/chat/completions", "/v1/messages"
+BATCH = 6  # --llm_batch_size
 BASE_ARGS = ("--output", "out", "--models", "models", "--llm_data", "data", "--llm_models", "trained",
              "--num_poses", "2", "--quality", "fast", "--no_video", "--no_report")  # fmt: skip
 
 
 class Coach:
     """Answers the teachers' requests: batches as JSON quoting two numbers of each item,
-    single requests as text; the first batch of each provider is answered with broken JSON."""
+    single requests as text. The first full batch of each provider is answered with broken
+    JSON: batches run concurrently, so "the first to arrive" could be the short last one."""
 
     def __init__(self) -> None:
         self.broken: set[str] = set()
+        self.lock = threading.Lock()  # the server answers requests on several threads
 
     def __call__(self, provider: str, body: dict) -> str:
         user = body["messages"][-1]["content"]
@@ -34,8 +38,11 @@ class Coach:
             items = json.loads(user)["items"]
         except (json.JSONDecodeError, TypeError, KeyError):
             return self.feedback(user, provider)
-        if provider not in self.broken:
-            self.broken.add(provider)
+        with self.lock:
+            breaks = provider not in self.broken and len(items) == BATCH
+            if breaks:
+                self.broken.add(provider)
+        if breaks:
             return '{"answers": [{"id": "cut off'
         return json.dumps(
             {"answers": [{"id": i["id"], "feedback": self.feedback(i["measurements"], provider)} for i in items]}
@@ -71,7 +78,7 @@ def test_teachers_fine_tuning_cache_and_no_key_in_output(tmp_path, sample_video,
     server.fail_next(MESSAGES, 500, times=1, retry_after_ms=20)
     args = ("--video", str(sample_video), *BASE_ARGS, "--use_openai", "--use_claude", "--train_llm",
             "--llm_trainer", "openai", "--llm_base_url", server.openai_base_url, "--llm_poll_s", "0.01",
-            "--llm_model", "gpt-4.1-mini", "--llm_model", "claude-haiku-4-5", "--llm_batch_size", "6", "--verbose")  # fmt: skip
+            "--llm_model", "gpt-4.1-mini", "--llm_model", "claude-haiku-4-5", "--llm_batch_size", str(BATCH), "--verbose")  # fmt: skip
     env = {"ANTHROPIC_BASE_URL": server.anthropic_base_url, "OPENAI_API_KEY": None, "ANTHROPIC_API_KEY": None}
     first = run_cli(*args, cwd=tmp_path, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -86,11 +93,12 @@ def test_teachers_fine_tuning_cache_and_no_key_in_output(tmp_path, sample_video,
     # retries happened (429 then 500), and the broken batch fell back to single requests
     assert [r.status for r in server.requests if r.path == CHAT][:2] == [429, 200]
     assert [r.status for r in server.requests if r.path == MESSAGES][:2] == [500, 200]
-    batches = -(-len(rules) // 6)
-    singles = min(6, len(rules))
+    assert len(rules) > BATCH  # so a full batch exists to be broken
+    batches = -(-len(rules) // BATCH)
+    singles = BATCH
     assert server.count(CHAT) == 1 + batches + singles
     assert server.count(MESSAGES) == 1 + batches + singles
-    assert "retried" in first.stdout and "fell back to 6 single requests" in first.stdout
+    assert "retried" in first.stdout and f"fell back to {BATCH} single requests" in first.stdout
     # the dataset holds all three sources, validated, and was fine-tuned
     report = validate_chat_jsonl(data / "train.jsonl", min_examples=10)
     assert report.ok and report.examples == 3 * len(rules) == 3 * len(segments)
