@@ -38,3 +38,21 @@ def test_invisible_landmark_masks_angle():
     assert np.isnan(angles[2, ANGLE_NAMES.index("right_elbow")])
     assert not np.isnan(angles[2, ANGLE_NAMES.index("left_elbow")])
     assert np.isfinite(angles[[0, 1, 3, 4]]).all()
+
+
+def test_long_series_in_blocks_match_frame_by_frame():
+    """joint_angles works through a long series in blocks; the rows at and around the
+    block edges give what each frame gives alone, masks included."""
+    from pipeline.analysis.kinematics import ROWS_PER_BLOCK
+
+    rng = np.random.default_rng(1)
+    frames = 2 * ROWS_PER_BLOCK + 5
+    points = rng.normal(size=(frames, 2, 33, 3))
+    visibility = rng.uniform(size=(frames, 2, 33))
+    angles = joint_angles(points, visibility, min_visibility=0.3)
+    assert angles.shape == (frames, 2, len(JOINT_ANGLES)) and angles.dtype == np.float32
+    for f in (0, ROWS_PER_BLOCK // 2 - 1, ROWS_PER_BLOCK // 2, ROWS_PER_BLOCK, frames - 1):
+        for slot in (0, 1):
+            alone = joint_angles(points[f, slot], visibility[f, slot], min_visibility=0.3)
+            np.testing.assert_array_equal(angles[f, slot], alone)
+    assert np.isnan(angles).any() and np.isfinite(angles).any()

@@ -141,9 +141,17 @@ class Analyzer:
         self.params = params or AnalysisParams()
 
     def __call__(self, track: PoseChunk, meta: TrackMeta) -> Analysis:
+        return self.analyze_linked(self.link(track, meta), meta)
+
+    def link(self, track: PoseChunk, meta: TrackMeta) -> PoseChunk:
+        """The track with its person slots following people (``link_identities``): a copy.
+        A caller that owns ``track`` can drop it before ``analyze_linked`` to halve the peak."""
+        order = link_identities(track.image_xyzv, meta.width, meta.height, self.params.max_track_gap_frames, meta.fps)
+        return track.reorder(order)
+
+    def analyze_linked(self, linked: PoseChunk, meta: TrackMeta) -> Analysis:
+        """Analyse a track whose slots ``link`` has already linked."""
         p = self.params
-        order = link_identities(track.image_xyzv, meta.width, meta.height, p.max_track_gap_frames, meta.fps)
-        linked = track.reorder(order)
         frames, slots = linked.num_frames, linked.num_slots
         out = {
             "landmarks_px": np.full((frames, slots, 33, 2), np.nan, np.float32),
@@ -169,6 +177,7 @@ class Analyzer:
             out["body_height_px"][slot] = series.body_px
             for name, values in series.arrays.items():
                 out[name][rows, slot] = values
+            del series.arrays["landmarks_px"]  # the largest series; the summary does not read it
             events.extend(series.events(linked.frame_index[rows], times))
         # Frames skipped by --sample_fps: interpolate the drawing landmarks between analysed neighbours.
         if len(rows) < frames and len(rows) > 1:
@@ -181,32 +190,37 @@ class Analyzer:
     def _person(self, track, meta, rows, times, rate, slot) -> PersonSeries:
         p = self.params
         scale = np.array([meta.width, meta.height])
+        # Each intermediate [N, 33, D] series is dropped as soon as the next one exists:
+        # on a long video they are the analysis' peak memory.
         raw_px = track.image_xyzv[rows, slot, :, :2].astype(np.float64) * scale
-        world = track.world_xyz[rows, slot].astype(np.float64)
         visibility = track.image_xyzv[rows, slot, :, 3]
         present = ~np.isnan(raw_px[:, 0, 0])
 
         # Outliers: judged on the image positions (where the model's errors show), per landmark.
         floor = OUTLIER_FLOOR_OF_DIAGONAL * float(np.hypot(meta.width, meta.height))
         outlier = filters.hampel_mask(raw_px, p.outlier_window, p.outlier_threshold, floor).any(axis=-1)
-        clean_px = np.where(outlier[..., None], np.nan, raw_px)
-        clean_world = np.where(outlier[..., None], np.nan, world)
         max_gap = max(1, int(round(p.max_fill_gap_s * rate)))
-        clean_px, filled = filters.fill_gaps(clean_px, max_gap)
-        clean_world = filters.fill_gaps(clean_world, max_gap)[0]
         window = filters.odd_window(p.smoothing_window_s, rate, p.smoothing_order + 3)
+        raw_px[outlier] = np.nan
+        clean_px, filled = filters.fill_gaps(raw_px, max_gap)
+        del raw_px
+        filled = filled[:, 0, 0]
         px = filters.savgol(clean_px, window, p.smoothing_order)
-        world = filters.savgol(clean_world, window, p.smoothing_order)
+        foot = lowest_foot_y(clean_px)
+        del clean_px
+        world = track.world_xyz[rows, slot].astype(np.float64)
+        world[outlier] = np.nan
+        world = filters.fill_gaps(world, max_gap)[0]
+        world = filters.savgol(world, window, p.smoothing_order)
 
         filled_visibility = np.where(np.isnan(visibility) & ~np.isnan(px[..., 0]), 1.0, visibility)
         angles = joint_angles(world, visibility=filled_visibility, min_visibility=p.min_visibility)
+        del world, filled_visibility
         angular_velocity = filters.time_derivative(angles, times)
         body_px = body_height(px)
         com = centre_of_mass(px)
-        points = np.concatenate([com[:, None, :], segment_centres(px)], axis=1)
-        velocity = filters.time_derivative(points, times)
+        velocity = filters.time_derivative(np.concatenate([com[:, None, :], segment_centres(px)], axis=1), times)
 
-        foot = lowest_foot_y(clean_px)
         foot_smooth = lowest_foot_y(px)
         ground = np.nanpercentile(foot_smooth, 95) if np.isfinite(foot_smooth).any() else np.nan
         com_height = (ground - com[:, 1]) / body_px
@@ -237,7 +251,7 @@ class Analyzer:
             present=present,
             visibility=visibility,
             outlier=outlier,
-            filled=filled[:, 0, 0] & ~present,
+            filled=filled & ~present,
             torso_px=centres,
             body_px=body_px,
             flights=flights,

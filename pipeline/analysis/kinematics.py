@@ -6,6 +6,8 @@ import numpy as np
 
 from pipeline.pose.skeleton import JOINT_ANGLES
 
+ROWS_PER_BLOCK = 4096
+
 
 def angle_at(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Angle ABC in degrees (at vertex ``b``) for points ``[..., D]``; NaN if a segment has no length."""
@@ -27,9 +29,16 @@ def joint_angles(points: np.ndarray, visibility: np.ndarray | None = None, min_v
     than ``min_visibility``.
     """
     triples = np.array(list(JOINT_ANGLES.values()))
-    a, b, c = (points[..., triples[:, k], :] for k in range(3))
-    angles = angle_at(a, b, c)
+    lead = points.shape[:-2]
+    flat = points.reshape(-1, *points.shape[-2:])
+    seen_flat = None
     if visibility is not None and min_visibility > 0:
-        seen = visibility[..., triples] >= min_visibility  # [..., A, 3]
-        angles = np.where(seen.all(axis=-1), angles, np.nan)
-    return angles.astype(np.float32)
+        seen_flat = (visibility[..., triples] >= min_visibility).all(axis=-1).reshape(-1, len(triples))
+    out = np.empty((flat.shape[0], len(triples)), np.float32)
+    for start in range(0, flat.shape[0], ROWS_PER_BLOCK):  # blocks: the temporaries stay small on long tracks
+        block = flat[start : start + ROWS_PER_BLOCK]
+        angles = angle_at(*(block[:, triples[:, k], :] for k in range(3)))
+        if seen_flat is not None:
+            angles = np.where(seen_flat[start : start + ROWS_PER_BLOCK], angles, np.nan)
+        out[start : start + ROWS_PER_BLOCK] = angles
+    return out.reshape(*lead, len(triples))

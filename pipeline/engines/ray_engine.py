@@ -40,7 +40,11 @@ class AnalyzerActor:
     def analyze_stored(self, records: list[ChunkRecord], meta: TrackMeta, folder: str) -> dict:
         """Read the chunks from disk, analyse them, store the result in ``folder``;
         only the summary travels back."""
-        analysis = self._analyzer(load_track(records), meta)
+        track = load_track(records)
+        linked = self._analyzer.link(track, meta)
+        del track  # only the linked copy is needed from here on
+        analysis = self._analyzer.analyze_linked(linked, meta)
+        del linked
         save_analysis(folder, analysis)
         summary = analysis.summary
         del analysis
