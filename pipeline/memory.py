@@ -57,7 +57,6 @@ FRAME_COPIES_EXTRACT = 14  # decoded frame, RGB copy, MediaPipe's input and scal
 FRAME_COPIES_ENCODE = 36  # ffmpeg/libx264 veryfast: lookahead, references, threads
 ENCODER_BASE_BYTES = 30 * MiB
 REPORT_BASE_BYTES = 120 * MiB  # matplotlib figures of the report
-ANALYSIS_BYTES_PER_FRAME = 6 * 1024  # per person slot, analyser working set
 MIN_OBJECT_STORE_BYTES = 80 * MiB
 OBJECT_STORE_SHARE = 0.05
 
