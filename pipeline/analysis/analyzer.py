@@ -145,7 +145,7 @@ class Analyzer:
 
     def link(self, track: PoseChunk, meta: TrackMeta) -> PoseChunk:
         """The track with its person slots following people (``link_identities``): a copy.
-        A caller that owns ``track`` can drop it before ``analyze_linked`` to halve the peak."""
+        A caller that owns ``track`` can drop it before ``analyze_linked``: one copy less at the peak."""
         order = link_identities(track.image_xyzv, meta.width, meta.height, self.params.max_track_gap_frames, meta.fps)
         return track.reorder(order)
 
