@@ -166,31 +166,17 @@ def server(coach: Coach) -> Iterator[FakeLLMServer]:
         yield srv
 
 
+# Settings both teachers share in these tests (fast backoff, a short timeout).
+COMMON_SETTINGS = dict(batch_size=8, concurrency=2, max_attempts=3, backoff_s=0.1, timeout_s=10.0)
+
+
 def openai_settings(server: FakeLLMServer, **changes) -> TeacherSettings:
-    values = dict(
-        provider="openai",
-        model="gpt-4.1-mini",
-        base_url=server.openai_base_url,
-        batch_size=8,
-        concurrency=2,
-        max_attempts=3,
-        backoff_s=0.1,
-        timeout_s=10.0,
-    )
+    values = dict(provider="openai", model="gpt-4.1-mini", base_url=server.openai_base_url, **COMMON_SETTINGS)
     return TeacherSettings(**(values | changes))
 
 
 def claude_settings(server: FakeLLMServer, **changes) -> TeacherSettings:
-    values = dict(
-        provider="claude",
-        model="claude-haiku-4-5",
-        base_url=server.anthropic_base_url,
-        batch_size=8,
-        concurrency=2,
-        max_attempts=3,
-        backoff_s=0.1,
-        timeout_s=10.0,
-    )
+    values = dict(provider="claude", model="claude-haiku-4-5", base_url=server.anthropic_base_url, **COMMON_SETTINGS)
     return TeacherSettings(**(values | changes))
 
 

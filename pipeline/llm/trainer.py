@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import LLMError
+from pipeline.llm.validate import ROLES
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,6 @@ TRAIN_PACKAGES = ("torch", "transformers", "peft", "accelerate")
 DEFAULT_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 TINY_RANDOM = "tiny-random"
 
-ROLES = ("system", "user", "assistant")
 IGNORE_INDEX = -100
 
 # ChatML, the format of the default base model; the tiny random model uses it too.
