@@ -100,6 +100,10 @@ class RayEngine:
             where = f"the Ray cluster at {address}" if address else "an embedded Ray instance"
             hint = " (a cluster with token authentication needs RAY_AUTH_MODE=token)" if address else ""
             raise ClusterError(f"could not connect to {where}: {exc}{hint}") from exc
+        if address:
+            # Each actor takes a CPU: on a cluster with fewer, the extra actors would never start,
+            # and a track sent to one of them would wait forever.
+            analyzers = max(1, min(analyzers, int(ray.cluster_resources().get("CPU", 1))))
         actor_class = ray.remote(num_cpus=1, max_restarts=1, max_task_retries=1)(AnalyzerActor)
         self._actors = [actor_class.remote(params) for _ in range(analyzers)]
         self._next = itertools.cycle(self._actors)
