@@ -21,7 +21,7 @@ from pipeline.analysis.sports import DEFAULT_SPORT, SPORT_PROFILES
 from pipeline.config import QUALITY_PRESETS, PipelineConfig, load_env
 from pipeline.errors import ClusterError, ConfigError, InputError, ModelError, OutputError, PipelineError
 from pipeline.inputs import discover_videos
-from pipeline.jobs import ensure_writable, write_json
+from pipeline.storage import ensure_writable, write_json
 from pipeline.llm.openai_finetune import DEFAULT_OPENAI_BASE_MODEL
 from pipeline.llm.stage import TRAINERS, LLMOptions, check_ready, run_llm_stage
 from pipeline.llm.teachers import DEFAULT_MODELS

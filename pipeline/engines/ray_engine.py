@@ -16,7 +16,8 @@ from concurrent.futures import Future
 
 from pipeline.analysis.analyzer import Analysis, AnalysisParams, Analyzer, TrackMeta
 from pipeline.errors import ClusterError
-from pipeline.jobs import ChunkRecord, load_track, save_analysis
+from pipeline.analysis.store import save_analysis
+from pipeline.workdir import ChunkRecord, load_track
 from pipeline.memory import release_freed_memory
 from pipeline.pose.types import PoseChunk
 

@@ -21,12 +21,12 @@ from pathlib import Path
 
 from pipeline.analysis.analyzer import Analysis
 from pipeline.errors import LLMError
-from pipeline.jobs import AnalysisStore, write_json
+from pipeline.analysis.store import AnalysisStore
 from pipeline.llm.coach import feedback
 from pipeline.llm.dataset import ExtractorSettings, PoseDataExtractor
 from pipeline.llm.prompts import system_prompt, user_turn
 from pipeline.llm.validate import ValidationReport, validate_chat_jsonl
-from pipeline.outputs.pose_json import atomic_write_text
+from pipeline.storage import atomic_write, write_json, write_text
 
 DEFAULT_VAL_FRACTION = 0.2
 
@@ -40,7 +40,7 @@ def video_files(folder: str | os.PathLike, name: str, source: str = "rules") -> 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     """One JSON object per line, written atomically."""
-    atomic_write_text(path, lambda fh: fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write(path, lambda fh: fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), text=True)
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
@@ -75,7 +75,7 @@ def write_video_examples(
     examples_path, segments_path = video_files(folder, name)
     info = {"examples": len(examples), "left_out": extractor.skipped, "sport_type": sport}
     write_jsonl(segments_path, meta)
-    atomic_write_text(segments_path.with_name(f"{name}.info.json"), lambda fh: json.dump(info, fh))
+    write_json(segments_path.with_name(f"{name}.info.json"), info, indent=None, sort_keys=False)
     write_jsonl(examples_path, examples)
     return info | {"path": str(examples_path)}
 
@@ -149,7 +149,7 @@ def assemble_dataset(
         **(extras or {}),
     }
     write_json(folder / "dataset.json", card)
-    atomic_write_text(folder / "dataset_card.md", lambda fh: fh.write(card_markdown(card)))
+    write_text(folder / "dataset_card.md", card_markdown(card))
     return card
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from pipeline.analysis.analyzer import Analysis
 from pipeline.analysis.body import VELOCITY_POINTS
 from pipeline.analysis.sports import SPORT_PROFILES
-from pipeline.jobs import AnalysisStore
+from pipeline.analysis.store import AnalysisStore
 from pipeline.pose.skeleton import ANGLE_NAMES
 
 ANGLE_SIGNALS = {"knee_angle", "hip_angle", "shoulder_angle", "elbow_angle"}

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.errors import LLMError
-from pipeline.jobs import write_json
+from pipeline.storage import write_json
 from pipeline.llm.validate import OPENAI_MIN_EXAMPLES, validate_chat_jsonl
 
 logger = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ from pathlib import Path
 from pipeline.errors import LLMError
 from pipeline.llm.prompts import system_prompt
 from pipeline.llm.validate import ungrounded_numbers
-from pipeline.outputs.pose_json import atomic_write_text
+from pipeline.storage import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class ResponseCache:
 
     def put(self, key: str, data: dict) -> None:
         path = self.folder / key[:2] / f"{key}.json"
-        atomic_write_text(path, lambda fh: json.dump(data, fh, ensure_ascii=False))
+        atomic_write(path, lambda fh: json.dump(data, fh, ensure_ascii=False), text=True)
 
 
 class _GaveUp(Exception):

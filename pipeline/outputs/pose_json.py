@@ -6,16 +6,16 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.analysis.analyzer import Analysis
 from pipeline.analysis.body import VELOCITY_POINTS
-from pipeline.jobs import AnalysisStore
+from pipeline.analysis.store import AnalysisStore
 from pipeline.pose.skeleton import ANGLE_NAMES, LANDMARK_NAMES
 from pipeline.pose.types import PoseChunk
+from pipeline.storage import atomic_write
 
 SCHEMA_VERSION = "1.1"
 DECIMALS = 5  # ~0.01 px on a 4K frame for normalised coordinates; 0.01 mm in world
@@ -73,24 +73,6 @@ def frame_entries(analysis: Analysis):
         yield entry
 
 
-def atomic_write_text(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_pose_json(path: str | os.PathLike, header: dict, analysis: Analysis | AnalysisStore) -> Path:
     """Write the document; frames are streamed to the file one by one (from a
     stored analysis, read a block of frames at a time)."""
@@ -120,7 +102,7 @@ def write_pose_json(path: str | os.PathLike, header: dict, analysis: Analysis | 
                 first = False
         fh.write("]}\n")
 
-    atomic_write_text(path, write)
+    atomic_write(path, write, text=True)
     return path
 
 

@@ -16,10 +16,10 @@ import numpy as np
 from pipeline.analysis.analyzer import Analysis
 from pipeline.analysis.sports import SPORT_PROFILES
 from pipeline.errors import OutputError, VideoError
-from pipeline.jobs import AnalysisStore
+from pipeline.analysis.store import AnalysisStore
 from pipeline.outputs.annotate import PALETTE, Annotator
-from pipeline.outputs.pose_json import atomic_write_text
 from pipeline.pose.skeleton import ANGLE_NAMES
+from pipeline.storage import write_text
 from pipeline.video.probe import VideoInfo
 from pipeline.video.reader import iter_frames
 
@@ -254,5 +254,5 @@ def write_report(
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(Path(video).name)} report</title>'
         f"<style>{_STYLE}</style><script>{_PAGE_SCRIPT}</script></head><body>{''.join(parts)}</body></html>"
     )
-    atomic_write_text(path, lambda fh: fh.write(page))
+    write_text(path, page)
     return path

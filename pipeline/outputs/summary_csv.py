@@ -7,7 +7,7 @@ import csv
 from collections.abc import Iterable
 from pathlib import Path
 
-from pipeline.outputs.pose_json import atomic_write_text
+from pipeline.storage import atomic_write
 
 COLUMNS = (
     "video", "name", "status", "error", "sport_type", "frames", "fps", "person", "frames_detected", "coverage",
@@ -77,5 +77,5 @@ def write_summary_csv(path: str | Path, results: Iterable) -> Path:
         writer.writeheader()
         writer.writerows(summary_rows(results))
 
-    atomic_write_text(path, write)
+    atomic_write(path, write, text=True)
     return path

@@ -12,6 +12,7 @@ from pipeline.pose.skeleton import NUM_LANDMARKS
 _FRAME_ARRAYS = ("frame_index", "timestamp_ms", "sampled")
 _PERSON_ARRAYS = ("image_xyzv", "world_xyz", "presence")
 _ARRAYS = _FRAME_ARRAYS + _PERSON_ARRAYS
+ARRAY_NAMES: tuple[str, ...] = _ARRAYS  # what a PoseChunk holds, in the order it is stored
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 from pipeline import PipelineConfig, VideoPipeline
 
@@ -125,7 +125,7 @@ def external_clusters(tmp_path):
                 "--no-dashboard",
             ],
             env=env,
-            cwd=Path(__file__).resolve().parents[1],
+            cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip

@@ -27,7 +27,7 @@ from pipeline.llm.trainer import (
     train_local,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SYSTEM = "You are a movement coach. Give short, concrete feedback that quotes the measurements."
 SETTINGS = LocalTrainSettings(base_model=TINY_RANDOM, max_steps=40, learning_rate=5e-3, batch_size=4, seed=0)
 

@@ -16,7 +16,8 @@ import pytest
 
 from pipeline.analysis.analyzer import AnalysisParams, Analyzer, TrackMeta
 from pipeline.engines.ray_engine import AnalyzerActor
-from pipeline.jobs import AnalysisStore, load_track, save_chunk
+from pipeline.analysis.store import AnalysisStore
+from pipeline.workdir import load_track, save_chunk
 from pipeline.pose.estimator import EstimatorSettings, PoseEstimator
 from pipeline.pose.types import PoseChunk
 from pipeline.video.plan import ChunkSpec

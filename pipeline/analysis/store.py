@@ -1,0 +1,99 @@
+"""The analysis on disk: written by the analyzer, read back by the output writers
+a frame range at a time.
+
+A stored analysis is a folder of ``.npy`` files (memory-mappable) plus
+``meta.json`` (summary and events). It is written under a temporary name and
+renamed, so a folder that exists is complete. Each read maps the files, copies
+the rows asked for and unmaps them, so a reader's memory follows the range it
+reads, not the video's length. Memory maps need a local file system: the
+folder is a local path (the work folder of a video).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.analysis.analyzer import Analysis
+from pipeline.pose.types import ARRAY_NAMES, PoseChunk
+
+ANALYSIS_ARRAYS = (
+    "landmarks_px",
+    "angles",
+    "angular_velocity",
+    "com_px",
+    "com_height_bh",
+    "velocity_px_s",
+    "contact",
+)
+
+
+def save_analysis(folder: str | os.PathLike, analysis: Analysis) -> Path:
+    """Write ``analysis`` as ``.npy`` files plus ``meta.json``; atomic per folder."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for name in ARRAY_NAMES:
+            np.save(tmp / f"track.{name}.npy", getattr(analysis.track, name))
+        for name in (*ANALYSIS_ARRAYS, "body_height_px"):
+            np.save(tmp / f"{name}.npy", getattr(analysis, name))
+        meta = {"summary": analysis.summary, "events": list(analysis.events)}
+        (tmp / "meta.json").write_text(json.dumps(meta, allow_nan=True), encoding="utf-8")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+class AnalysisStore:
+    """Reads a saved analysis back, whole or a frame range at a time."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        meta = json.loads((self.folder / "meta.json").read_text(encoding="utf-8"))
+        self.summary: dict = meta["summary"]
+        self.events: tuple = tuple(meta["events"])
+        index = np.load(self.folder / "track.frame_index.npy", mmap_mode="r")
+        self.num_frames = int(index.shape[0])
+        self.first_frame = int(index[0]) if self.num_frames else 0
+        del index
+
+    def read(self, start: int | None = None, stop: int | None = None) -> Analysis:
+        """Frames ``[start, stop)`` (frame numbers; default: all)."""
+        start = self.first_frame if start is None else start
+        stop = self.first_frame + self.num_frames if stop is None else stop
+        rows = slice(max(0, start - self.first_frame), max(0, stop - self.first_frame))
+
+        def rows_of(name: str) -> np.ndarray:
+            return self.array(name, lambda mapped: mapped[rows])
+
+        track = PoseChunk(**{name: rows_of(f"track.{name}") for name in ARRAY_NAMES})
+        return Analysis(
+            track=track,
+            body_height_px=np.load(self.folder / "body_height_px.npy"),
+            events=self.events,
+            summary=self.summary,
+            **{name: rows_of(name) for name in ANALYSIS_ARRAYS},
+        )
+
+    def array(self, name: str, pick=None) -> np.ndarray:
+        """One stored array (``track.<name>`` for the landmarks' arrays), whole or ``pick(mapped)``, as a copy."""
+        mapped = np.load(self.folder / f"{name}.npy", mmap_mode="r")
+        values = np.array(mapped if pick is None else pick(mapped))
+        del mapped
+        return values
+
+    def blocks(self, frames: int = 1000) -> Iterator[Analysis]:
+        """The whole analysis in consecutive blocks of ``frames`` frames."""
+        for start in range(self.first_frame, self.first_frame + self.num_frames, frames):
+            yield self.read(start, start + frames)

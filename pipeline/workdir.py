@@ -1,0 +1,180 @@
+"""A video's work folder: what a run has finished, so a re-run after a crash
+recomputes only what is missing.
+
+Each video gets ``<output>/.work/<name>/`` with:
+
+- ``manifest.json``: the input's fingerprint (resolved path, size, mtime, a
+  hash of its first MiB), the extraction key (model, landmarker settings,
+  chunk plan) and, once the video is complete, the output key and its result;
+- ``chunk-NNNNN.npz``: the landmarks of one finished chunk, written by the
+  Dask worker that computed it (atomically), so a file that exists is complete;
+- ``analysis/``: the stored analysis (``pipeline.analysis.store``) while the
+  outputs are written.
+
+A different input or extraction key empties the folder; a different output
+key keeps the chunks and redoes the analysis and the outputs. Every file goes
+through ``pipeline.storage``, so a process killed at any point leaves either the
+old or the new file, never a partial one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import storage
+from pipeline.pose.types import ARRAY_NAMES, PoseChunk
+
+logger = logging.getLogger(__name__)
+
+WORK_FOLDER = ".work"
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+HEAD_BYTES = 1024**2
+
+
+def fingerprint(path: str | os.PathLike) -> dict:
+    """What identifies an input file's content without reading all of it."""
+    file = Path(path).resolve()
+    stat = file.stat()
+    digest = hashlib.sha256()
+    with open(file, "rb") as fh:
+        digest.update(fh.read(HEAD_BYTES))
+    return {"path": str(file), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_sha256": digest.hexdigest()}
+
+
+# -- chunk artifacts -------------------------------------------------------------
+@dataclass(frozen=True)
+class ChunkRecord:
+    """What the driver keeps of a finished chunk (the landmarks stay on disk)."""
+
+    index: int
+    start: int
+    frames: int
+    frames_with_person: int
+    path: str
+    reused: bool = False
+    # Where and when the chunk was tracked (see ``stats.py``); zero for a reused chunk.
+    worker: str = ""
+    started: float = 0.0
+    finished: float = 0.0
+
+
+def save_chunk(path: str | os.PathLike, index: int, chunk: PoseChunk) -> ChunkRecord:
+    """Write ``chunk`` atomically; returns its record."""
+    arrays = {name: getattr(chunk, name) for name in ARRAY_NAMES}
+    storage.atomic_write(path, lambda fh: np.savez(fh, **arrays))
+    return _record(path, index, chunk)
+
+
+def _record(path, index: int, chunk: PoseChunk, reused: bool = False) -> ChunkRecord:
+    start = int(chunk.frame_index[0]) if chunk.num_frames else -1
+    seen = int(chunk.detected.any(axis=1).sum())
+    return ChunkRecord(index, start, chunk.num_frames, seen, os.fspath(path), reused)
+
+
+def load_chunk(path: str | os.PathLike) -> PoseChunk:
+    with storage.open_file(path) as fh, np.load(fh) as data:
+        return PoseChunk(**{name: data[name] for name in ARRAY_NAMES})
+
+
+def load_track(records: list[ChunkRecord]) -> PoseChunk:
+    """The chunks of one video, joined in frame order."""
+    chunks = [load_chunk(r.path) for r in sorted(records, key=lambda r: r.index)]
+    return PoseChunk.concatenate([c for c in chunks if c.num_frames])
+
+
+# -- work folders ------------------------------------------------------------------
+class WorkFolder:
+    """One video's folder under ``<output>/.work``."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    @classmethod
+    def for_video(cls, output_dir: str | os.PathLike, name: str) -> WorkFolder:
+        return cls(Path(output_dir) / WORK_FOLDER / name)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def analysis_folder(self) -> Path:
+        return self.root / "analysis"
+
+    def chunk_path(self, index: int) -> Path:
+        return self.root / f"chunk-{index:05d}.npz"
+
+    def manifest(self) -> dict | None:
+        try:
+            data = storage.read_json(self.manifest_path)
+        except (OSError, ValueError):
+            return None
+        return data if data.get("format") == FORMAT_VERSION else None
+
+    def open(self, source: dict, extract_key: dict, force: bool = False) -> dict:
+        """Start or resume: keep what matches ``source`` and ``extract_key``, clear the rest.
+
+        Returns the manifest now on disk.
+        """
+        old = None if force else self.manifest()
+        if old is None or old.get("source") != source or old.get("extract") != extract_key:
+            if old is not None:
+                changed = "input" if old.get("source") != source else "settings"
+                logger.info("%s: %s changed since the last run; starting over", source["path"], changed)
+            self.clear()
+            old = None
+        # A run that goes on from here may overwrite outputs: the video is not complete until it ends.
+        manifest = {"format": FORMAT_VERSION, "source": source, "extract": extract_key}
+        self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.glob(".*.part"):  # left by a process killed while writing
+            stale.unlink(missing_ok=True)
+        storage.write_json(self.manifest_path, manifest)
+        return manifest
+
+    def clear(self) -> None:
+        storage.remove_tree(self.root)
+
+    def finished_chunks(self, starts: dict[int, int]) -> dict[int, ChunkRecord]:
+        """Chunk files that load and start where the plan says (``starts``: index -> first frame)."""
+        found = {}
+        for index, start in starts.items():
+            path = self.chunk_path(index)
+            if not path.exists():
+                continue
+            try:
+                chunk = load_chunk(path)
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+                logger.warning("%s: unreadable, recomputing it (%s)", path, exc)
+                path.unlink(missing_ok=True)
+                continue
+            if chunk.num_frames and int(chunk.frame_index[0]) != start:
+                path.unlink(missing_ok=True)
+                continue
+            found[index] = _record(path, index, chunk, reused=True)
+        return found
+
+    def completed(self, source: dict, output_key: dict) -> dict | None:
+        """The recorded result when this input was finished with ``output_key`` and its outputs still exist."""
+        manifest = self.manifest() or {}
+        done = manifest.get("complete")
+        if not done or manifest.get("source") != source or done.get("settings") != output_key:
+            return None
+        if not all(storage.exists(p) for p in done["result"]["outputs"].values()):
+            return None
+        return done["result"]
+
+    def mark_complete(self, output_key: dict, result: dict) -> None:
+        manifest = self.manifest() or {}
+        manifest["complete"] = {"settings": output_key, "result": result}
+        storage.write_json(self.manifest_path, manifest)
+
+    def drop_analysis(self) -> None:
+        storage.remove_tree(self.analysis_folder)
