@@ -21,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.pose.estimator import EstimatorSettings  # noqa: E402 - after the repository is on the path
+from pipeline.pose.backends.mediapipe import MediaPipeSettings  # noqa: E402 - after the repository is on the path
 
 
 @dataclass(frozen=True)
 class LoopSettings:
     video: str
-    estimator: EstimatorSettings  # the pipeline's landmarker settings for the same preset
+    estimator: MediaPipeSettings  # the pipeline's landmarker settings for the same preset
     passes: int = 4  # times the clip is read, one landmarker and one clock for all of them
 
 
@@ -107,6 +107,7 @@ def run_ceiling(settings: LoopSettings, loops: int) -> dict:
 
 def main() -> None:
     from pipeline.config import QUALITY_PRESETS
+    from pipeline.pose.backends import preset_value
     from pipeline.pose.models import resolve_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -116,7 +117,7 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=4)
     args = parser.parse_args()
     preset = QUALITY_PRESETS[args.quality]
-    estimator = EstimatorSettings.from_preset(preset, resolve_model(preset["pose_model"]))
+    estimator = MediaPipeSettings.from_preset(preset, resolve_model(preset_value(preset, "pose_model")))
     settings = LoopSettings(video=args.video, estimator=estimator, passes=args.passes)
     print(json.dumps(run_ceiling(settings, args.loops), indent=2))
 

@@ -1,6 +1,6 @@
 """Distributed video pose pipeline: MediaPipe pose on Dask, analysis on Ray."""
 
-from pipeline.config import QUALITY_PRESETS, PipelineConfig
+from pipeline.config import QUALITY_PRESETS, LLMSettings, PipelineConfig, QualityPreset
 from pipeline.errors import (
     ClusterError,
     ConfigError,
@@ -10,7 +10,8 @@ from pipeline.errors import (
     PipelineError,
     VideoError,
 )
-from pipeline.orchestrator import BatchResult, ProgressEvent, VideoPipeline, VideoResult, process_video, process_videos
+from pipeline.orchestrator import VideoPipeline, process_video, process_videos
+from pipeline.results import BatchResult, ProgressEvent, VideoResult
 
 __version__ = "0.1.0"
 
@@ -20,11 +21,13 @@ __all__ = [
     "ClusterError",
     "ConfigError",
     "InputError",
+    "LLMSettings",
     "ModelError",
     "OutputError",
     "PipelineConfig",
     "PipelineError",
     "ProgressEvent",
+    "QualityPreset",
     "VideoError",
     "VideoPipeline",
     "VideoResult",

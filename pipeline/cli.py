@@ -18,12 +18,12 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pipeline.analysis.sports import DEFAULT_SPORT, SPORT_PROFILES
-from pipeline.config import QUALITY_PRESETS, PipelineConfig, load_env
+from pipeline.config import QUALITY_PRESETS, LLMSettings, PipelineConfig, load_env
 from pipeline.errors import ClusterError, ConfigError, InputError, ModelError, OutputError, PipelineError
 from pipeline.inputs import discover_videos
 from pipeline.storage import ensure_writable, write_json
 from pipeline.llm.openai_finetune import DEFAULT_OPENAI_BASE_MODEL
-from pipeline.llm.stage import TRAINERS, LLMOptions, check_ready, run_llm_stage
+from pipeline.llm.stage import TRAINERS, check_ready
 from pipeline.llm.teachers import DEFAULT_MODELS
 from pipeline.llm.trainer import DEFAULT_BASE_MODEL
 from pipeline.stats import RunStats, process_start_time
@@ -60,9 +60,9 @@ def _number(low: float, high: float | None = None, what: str = "a number"):
     return parse
 
 
-def _add(parser: argparse.ArgumentParser, name: str, **kwargs) -> None:
-    """``--snake_case`` option with a ``--dashed-alias``."""
-    flags = [f"--{name}"]
+def _add(parser: argparse.ArgumentParser, name: str, short: str | None = None, **kwargs) -> None:
+    """``--snake_case`` option with a ``--dashed-alias`` (and a ``short`` form such as ``-i``)."""
+    flags = ([short] if short else []) + [f"--{name}"]
     if "_" in name:
         flags.append(f"--{name.replace('_', '-')}")
     parser.add_argument(*flags, dest=name, **kwargs)
@@ -72,28 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pipeline.py",
         description="Pose estimation (MediaPipe on Dask) and analysis (Ray) for a folder of sports videos.",
-        epilog="Exit codes: 0 all videos succeeded, 1 a video failed, 2 bad invocation or input, 3 engines or model unavailable.",
+        epilog="Exit codes: 0 all succeeded, 1 a video or a requested LLM step failed, 2 bad invocation or input, "
+        "3 engines or model unavailable.",
     )
-    _add(parser, "input", action="append", default=[], metavar="PATH",
+    _add(parser, "input", "-i", action="append", default=[], metavar="PATH",
          help="folder searched recursively for videos (or a video file); repeatable")  # fmt: skip
-    _add(parser, "video", action="append", default=[], metavar="FILE", help="a video file; repeatable")
-    _add(
-        parser,
-        "output",
-        default="output",
-        metavar="DIR",
-        help="folder for annotated videos and reports (default: output)",
-    )
-    _add(parser, "models", default="models", metavar="DIR", help="folder for the pose JSON files (default: models)")
+    _add(parser, "video", "-v", action="append", default=[], metavar="FILE", help="a video file; repeatable")
+    _add(parser, "output", "-o", default="output", metavar="DIR",
+         help="folder for annotated videos, reports, summary.csv and the work files (default: output)")  # fmt: skip
+    _add(parser, "models", "-m", default="models", metavar="DIR",
+         help="folder for the pose JSON files (default: models)")  # fmt: skip
     _add(parser, "quality", choices=sorted(QUALITY_PRESETS), default="balanced",
          help="preset for model and analysis parameters: fast (lite model), balanced, accurate (default: balanced)")  # fmt: skip
     _add(parser, "pose_model", metavar="NAME|PATH", default=None,
-         help="model preset (lite, full) or path to a pose_landmarker .task file; overrides --quality's model")  # fmt: skip
+         help="model preset (lite, full) or path to a MediaPipe pose_landmarker .task file "
+              "(default: from --quality)")  # fmt: skip
     _add(parser, "num_poses", type=int, default=1, metavar="N", help="most people tracked per frame (default: 1)")
     _add(parser, "workers", type=_auto_int, default=None, metavar="N|auto",
-         help="Dask worker processes of the embedded cluster (default: auto = CPU cores)")  # fmt: skip
+         help="Dask worker processes of the embedded cluster, one thread each "
+              "(default: auto = as many as the memory budget holds, at most one per core)")  # fmt: skip
     _add(parser, "batch_size", type=_auto_int, default=None, metavar="N|auto",
-         help="frames per Dask task (default: auto = about 3 tasks per worker, 48 to 300 frames)")  # fmt: skip
+         help="frames per Dask task (default: auto = the batch cut into about two chunks per worker, "
+              "aiming at 100 to 1800 frames; a long video gets a multiple of the workers, "
+              "a short one a single chunk)")  # fmt: skip
     _add(parser, "warmup_frames", type=int, default=None, metavar="N",
          help="frames tracked before each chunk and not kept (default: from --quality)")  # fmt: skip
     _add(parser, "sample_fps", type=_number(0), default=None, metavar="FPS",
@@ -104,42 +105,48 @@ def build_parser() -> argparse.ArgumentParser:
          help="attach to this Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else an embedded cluster)")  # fmt: skip
     _add(parser, "ray_address", default=None, metavar="ADDR",
          help="attach to this Ray cluster (default: $RAY_ADDRESS, else an embedded instance)")  # fmt: skip
-    _add(
-        parser, "analyzers", type=_auto_int, default=None, metavar="N|auto", help="Ray analyzer actors (default: auto)"
-    )
+    _add(parser, "analyzers", type=_auto_int, default=None, metavar="N|auto",
+         help="Ray analyzer actors, on an attached Ray cluster at most one per CPU "
+              "(default: auto = up to 2, no more than the workers, as many as the memory budget holds)")  # fmt: skip
     _add(parser, "sport_type", choices=sorted(SPORT_PROFILES), default=DEFAULT_SPORT,
-         help="which angles and events to highlight and how repetitions are counted (default: general)")  # fmt: skip
+         help="which angles and events to highlight and how repetitions are counted "
+              f"(default: {DEFAULT_SPORT})")  # fmt: skip
     _add(parser, "no_video", action="store_true", help="skip the annotated video")
     _add(parser, "no_report", action="store_true", help="skip the HTML report")
     _add(parser, "force", action="store_true",
-         help="recompute everything: ignore finished chunks and videos of earlier runs (kept in OUTPUT/.jobs)")  # fmt: skip
-    _add(
-        parser, "quiet", action="store_true", help="no progress bars or log lines; only the per-video lines and errors"
-    )
+         help="recompute everything: ignore the finished chunks and videos of earlier runs "
+              "(kept in OUTPUT/.work)")  # fmt: skip
+    _add(parser, "quiet", action="store_true",
+         help="no progress bars and no info log lines: only the per-video and summary lines, "
+              "warnings and errors")  # fmt: skip
     _add(parser, "verbose", action="store_true", help="debug logging")
     _add(parser, "stats", default=None, metavar="FILE",
          help="write the run's timeline as JSON: engine start, first task, every chunk, steady-state frames/s")  # fmt: skip
     llm = parser.add_argument_group("LLM training data and training")
-    _add(llm, "llm_data", default="llm_training_data", metavar="DIR",
+    _add(llm, "llm_data", "-l", default="llm_training_data", metavar="DIR",
          help="folder for the LLM training data (default: llm_training_data)")  # fmt: skip
     _add(llm, "no_llm_data", action="store_true", help="write no LLM training data")
     _add(llm, "use_openai", action="store_true",
-         help="an OpenAI model (or the server of --llm_base_url) writes feedback too; key: OPENAI_API_KEY")  # fmt: skip
+         help="an OpenAI model (or the server of --llm_base_url) writes feedback too; key: OPENAI_API_KEY "
+              "(none needed with --llm_base_url)")  # fmt: skip
     _add(llm, "use_claude", action="store_true", help="Claude writes feedback too; key: ANTHROPIC_API_KEY")
     _add(llm, "llm_model", action="append", default=[], metavar="NAME",
-         help=f"teacher model (default: {DEFAULT_MODELS['openai']}, {DEFAULT_MODELS['claude']}); "
-              "with both teachers give it twice, claude-* names go to Claude")  # fmt: skip
+         help=f"teacher model, by default {DEFAULT_MODELS['openai']} (OpenAI) and {DEFAULT_MODELS['claude']} (Claude); "
+              "with both teachers give it once per teacher: claude-* names go to Claude, others to OpenAI")  # fmt: skip
     _add(llm, "llm_base_url", default=None, metavar="URL",
-         help="an OpenAI-compatible server (vLLM, Ollama, llama.cpp) for --use_openai and OpenAI training")  # fmt: skip
+         help="an OpenAI-compatible server (vLLM, Ollama, llama.cpp) for --use_openai "
+              "and --llm_trainer openai")  # fmt: skip
     _add(
         llm, "llm_batch_size", type=_auto_int, default=8, metavar="N", help="examples per teacher request (default: 8)"
     )
     _add(llm, "llm_concurrency", type=_auto_int, default=4, metavar="N",
          help="teacher requests in flight (default: 4)")  # fmt: skip
     _add(llm, "train_llm", action="store_true",
-         help="fine-tune a model on the data: on OpenAI with --use_openai, else LoRA locally (requirements-train.txt)")  # fmt: skip
+         help="fine-tune a model on the data: on OpenAI with --use_openai and no --llm_base_url, else LoRA locally "
+              "(requirements-train.txt); see --llm_trainer")  # fmt: skip
     _add(llm, "llm_trainer", choices=TRAINERS, default="auto",
-         help="where --train_llm trains (default: auto = openai with --use_openai, else local)")  # fmt: skip
+         help="where --train_llm trains "
+              "(default: auto = openai with --use_openai and no --llm_base_url, else local)")  # fmt: skip
     _add(llm, "llm_base_model", default=None, metavar="NAME|PATH",
          help=f"model to fine-tune (OpenAI default {DEFAULT_OPENAI_BASE_MODEL}; local default auto: "
               f"{DEFAULT_BASE_MODEL} if cached, else a tiny random test model)")  # fmt: skip
@@ -149,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(llm, "llm_models", default="llm_models", metavar="DIR",
          help="folder for trained-model records and adapters (default: llm_models)")  # fmt: skip
     _add(llm, "val_fraction", type=_number(0, 0.9, "a fraction"), default=0.2, metavar="F",
-         help="share of the videos whose examples go to val.jsonl (default: 0.2)")  # fmt: skip
+         help="about this share of the videos (chosen by a hash of the name) has its examples "
+              "in val.jsonl (default: 0.2)")  # fmt: skip
     return parser
 
 
@@ -210,6 +218,20 @@ class ProgressDisplay:
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    llm = LLMSettings(
+        teachers=tuple(p for p, on in (("openai", args.use_openai), ("claude", args.use_claude)) if on),
+        models=tuple(args.llm_model),
+        base_url=args.llm_base_url,
+        batch_size=args.llm_batch_size or 8,
+        concurrency=args.llm_concurrency or 4,
+        train=args.train_llm,
+        trainer=args.llm_trainer,
+        base_model=args.llm_base_model,
+        wait=not args.no_wait,
+        poll_s=args.llm_poll_s,
+        models_dir=args.llm_models,
+        val_fraction=args.val_fraction,
+    )
     return PipelineConfig(
         output_dir=args.output,
         models_dir=args.models,
@@ -229,26 +251,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         report=not args.no_report,
         force=args.force,
         llm_data_dir=None if args.no_llm_data else args.llm_data,
-    )
-
-
-def llm_options_from_args(args: argparse.Namespace) -> LLMOptions:
-    if args.no_llm_data and (args.use_openai or args.use_claude or args.train_llm):
-        raise ConfigError("--no_llm_data cannot be combined with --use_openai, --use_claude or --train_llm")
-    return LLMOptions(
-        data_dir=args.llm_data,
-        teachers=tuple(p for p, on in (("openai", args.use_openai), ("claude", args.use_claude)) if on),
-        models=tuple(args.llm_model),
-        base_url=args.llm_base_url,
-        batch_size=args.llm_batch_size or 8,
-        concurrency=args.llm_concurrency or 4,
-        train=args.train_llm,
-        trainer=args.llm_trainer,
-        base_model=args.llm_base_model,
-        wait=not args.no_wait,
-        poll_s=args.llm_poll_s,
-        models_dir=args.llm_models,
-        val_fraction=args.val_fraction,
+        llm=llm,
     )
 
 
@@ -269,19 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     load_env()
     try:
         config = config_from_args(args)
-        llm = llm_options_from_args(args)
-        notes = check_ready(llm)
+        check_ready(config)  # a missing key stops the run here (the pipeline logs the notes when it starts)
         videos = discover_videos(args.input, args.video)
     except (ConfigError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    for note in notes:
-        logger.warning("%s", note)
 
     from pipeline.orchestrator import VideoPipeline
 
     try:
-        for folder in config.output_folders + ([llm.models_dir] if llm.train else []):
+        for folder in config.output_folders:
             ensure_writable(folder)
     except OutputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -305,20 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         progress.close()
     for result in batch.videos:
         print(result.line(), file=sys.stdout if result.success else sys.stderr)
-    stage_ok = True
-    if config.llm_data_dir is not None:
-        done = [r.name for r in batch.videos if r.success and "llm_examples" in r.outputs]
-        settings = {
-            "sport_type": config.sport_type,
-            "quality": config.quality,
-            "pose_model": config.resolved_pose_model,
-        }
-        with logging_redirect_tqdm():
-            stage = run_llm_stage(done, config.sport_type, llm, settings, say=lambda text: logger.info("%s", text))
-        for line in stage.lines:
-            print(line)
-        stage_ok = stage.ok
-        stats.mark("llm_done")
+    for line in batch.llm.lines if batch.llm else ():
+        print(line)
     failed = len(batch.failed)
     skipped = sum(r.skipped for r in batch.videos)
     peak = batch.memory.get("peak_bytes", 0) / 1024**3
@@ -337,4 +325,4 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             print(f"error: cannot write the stats to {args.stats}: {exc}", file=sys.stderr)
             return EXIT_FAILED
-    return EXIT_OK if batch.success and stage_ok else EXIT_FAILED
+    return EXIT_OK if batch.success else EXIT_FAILED

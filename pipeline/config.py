@@ -1,65 +1,227 @@
-"""PipelineConfig and the quality presets table."""
+"""Every setting of a run, as frozen dataclasses of plain values.
+
+This module is the bottom of the settings layer: it imports nothing from the
+stages, and the stages read their part of it (the analysis its
+``AnalysisParams``, the LLM step its ``LLMSettings``). Each name is checked
+once, here: quality presets, sport types, teachers and trainers.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from pipeline.analysis.analyzer import AnalysisParams
-from pipeline.analysis.sports import DEFAULT_SPORT, SPORT_PROFILES
 from pipeline.errors import ConfigError
 
-# One table: what each --quality preset sets. Every value can be read in
-# the pose JSON's "settings" block of a run.
-QUALITY_PRESETS: dict[str, dict] = {
-    "fast": {
-        "pose_model": "lite",
-        "warmup_frames": 16,
-        "min_detection_confidence": 0.5,
-        "min_presence_confidence": 0.5,
-        "min_tracking_confidence": 0.5,
-        "analysis": AnalysisParams(
-            min_visibility=0.3,
-            max_track_gap_frames=15,
-            min_track_frames=3,
-            max_fill_gap_s=0.15,
-            outlier_threshold=4.0,
-            smoothing_window_s=0.15,
+# -- names checked in one place -------------------------------------------------
+SPORT_TYPES: tuple[str, ...] = ("general", "jump", "squat", "jumping_jacks", "running", "weightlifting")
+DEFAULT_SPORT = "general"
+TEACHERS: tuple[str, ...] = ("openai", "claude")
+TEACHER_KEYS = {"openai": "OPENAI_API_KEY", "claude": "ANTHROPIC_API_KEY"}
+DEFAULT_TEACHER_MODELS = {"openai": "gpt-4.1-mini", "claude": "claude-haiku-4-5"}
+TRAINERS: tuple[str, ...] = ("auto", "local", "openai")
+KEYLESS = "no-key"  # sent to an OpenAI-compatible server given by --llm_base_url when no key is set
+DEFAULT_VAL_FRACTION = 0.2
+
+
+def check_sport(sport_type: str) -> str:
+    if sport_type not in SPORT_TYPES:
+        raise ConfigError(f"unknown sport_type '{sport_type}' (choose from {', '.join(SPORT_TYPES)})")
+    return sport_type
+
+
+# -- analysis -------------------------------------------------------------------
+@dataclass(frozen=True)
+class EventParams:
+    """Thresholds of the event detection (``pipeline.analysis.events`` explains each)."""
+
+    still_speed_bh_s: float = 0.35
+    min_support_s: float = 0.08
+    apex_max_s: float = 0.3  # a still run higher than both neighbours and shorter than this is an apex
+    contact_tolerance_bh: float = 0.02
+    min_rise_bh: float = 0.03
+    same_level_bh: float = 0.05
+    min_flight_s: float = 0.1
+    max_flight_s: float = 1.5
+    max_contact_s: float = 1.0
+    rep_min_period_s: float = 0.4
+    rep_relative_prominence: float = 0.4
+
+
+@dataclass(frozen=True)
+class AnalysisParams:
+    """Analysis settings; the ``--quality`` preset fills them (``sport_type`` comes from the run)."""
+
+    min_visibility: float = 0.5  # below it a landmark does not contribute to an angle
+    max_track_gap_frames: int = 30  # a person unseen longer may be replaced by another
+    min_track_frames: int = 5  # shorter tracks are reported but not counted or analysed
+    max_fill_gap_s: float = 0.2  # dropouts up to this long are interpolated
+    outlier_window: int = 7  # samples, Hampel filter
+    outlier_threshold: float = 3.5  # robust sigmas
+    smoothing_window_s: float = 0.2  # Savitzky-Golay window
+    smoothing_order: int = 2
+    events: EventParams = field(default_factory=EventParams)
+    sport_type: str = DEFAULT_SPORT
+
+    def __post_init__(self) -> None:
+        check_sport(self.sport_type)
+
+
+# -- quality presets ----------------------------------------------------------------
+@dataclass(frozen=True)
+class QualityPreset:
+    """What one ``--quality`` value sets. Every value can be read in the pose JSON's "settings" block."""
+
+    name: str
+    pose_model: str  # a model preset name (pipeline.pose.models.MODEL_PRESETS)
+    warmup_frames: int
+    min_detection_confidence: float
+    min_presence_confidence: float
+    min_tracking_confidence: float
+    analysis: AnalysisParams
+
+
+# One table: what each --quality preset sets.
+QUALITY_PRESETS: dict[str, QualityPreset] = {
+    preset.name: preset
+    for preset in (
+        QualityPreset(
+            name="fast",
+            pose_model="lite",
+            warmup_frames=16,
+            min_detection_confidence=0.5,
+            min_presence_confidence=0.5,
+            min_tracking_confidence=0.5,
+            analysis=AnalysisParams(
+                min_visibility=0.3,
+                max_track_gap_frames=15,
+                min_track_frames=3,
+                max_fill_gap_s=0.15,
+                outlier_threshold=4.0,
+                smoothing_window_s=0.15,
+            ),
         ),
-    },
-    "balanced": {
-        "pose_model": "full",
-        "warmup_frames": 16,
-        "min_detection_confidence": 0.5,
-        "min_presence_confidence": 0.5,
-        "min_tracking_confidence": 0.5,
-        "analysis": AnalysisParams(
-            min_visibility=0.5,
-            max_track_gap_frames=30,
-            min_track_frames=5,
-            max_fill_gap_s=0.2,
-            outlier_threshold=3.5,
-            smoothing_window_s=0.2,
+        QualityPreset(
+            name="balanced",
+            pose_model="full",
+            warmup_frames=16,
+            min_detection_confidence=0.5,
+            min_presence_confidence=0.5,
+            min_tracking_confidence=0.5,
+            analysis=AnalysisParams(
+                min_visibility=0.5,
+                max_track_gap_frames=30,
+                min_track_frames=5,
+                max_fill_gap_s=0.2,
+                outlier_threshold=3.5,
+                smoothing_window_s=0.2,
+            ),
         ),
-    },
-    "accurate": {
-        "pose_model": "full",
-        "warmup_frames": 30,
-        "min_detection_confidence": 0.6,
-        "min_presence_confidence": 0.6,
-        "min_tracking_confidence": 0.6,
-        "analysis": AnalysisParams(
-            min_visibility=0.6,
-            max_track_gap_frames=45,
-            min_track_frames=10,
-            max_fill_gap_s=0.25,
-            outlier_threshold=3.0,
-            smoothing_window_s=0.25,
+        QualityPreset(
+            name="accurate",
+            pose_model="full",
+            warmup_frames=30,
+            min_detection_confidence=0.6,
+            min_presence_confidence=0.6,
+            min_tracking_confidence=0.6,
+            analysis=AnalysisParams(
+                min_visibility=0.6,
+                max_track_gap_frames=45,
+                min_track_frames=10,
+                max_fill_gap_s=0.25,
+                outlier_threshold=3.0,
+                smoothing_window_s=0.25,
+            ),
         ),
-    },
+    )
 }
 DEFAULT_QUALITY = "balanced"
+
+
+# -- the LLM step ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class LLMSettings:
+    """Teachers and training, run after the videos (``pipeline.llm.stage``).
+
+    The examples themselves are an output of each video (``PipelineConfig.llm_data_dir``).
+    """
+
+    teachers: tuple[str, ...] = ()  # "openai", "claude"
+    models: tuple[str, ...] = ()  # --llm_model values
+    base_url: str | None = None  # an OpenAI-compatible server instead of api.openai.com
+    batch_size: int = 8
+    concurrency: int = 4
+    train: bool = False
+    trainer: str = "auto"  # auto: OpenAI with --use_openai (and no --llm_base_url), else local
+    base_model: str | None = None  # fine-tuning base: an OpenAI model, or a local path / Hugging Face name
+    wait: bool = True
+    poll_s: float = 15.0
+    models_dir: str = "llm_models"
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    env: dict = field(default_factory=lambda: dict(os.environ), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.teachers) - set(TEACHERS)
+        if unknown:
+            raise ConfigError(f"unknown teacher(s) {', '.join(sorted(unknown))}")
+        if self.trainer not in TRAINERS:
+            raise ConfigError(f"llm_trainer: expected one of {', '.join(TRAINERS)}, got {self.trainer!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.batch_size < 1 or self.concurrency < 1:
+            raise ConfigError("llm batch size and concurrency must be >= 1")
+
+    @property
+    def active(self) -> bool:
+        """Something beyond the rule-based examples was asked for."""
+        return bool(self.teachers) or self.train
+
+    @property
+    def resolved_trainer(self) -> str:
+        if self.trainer != "auto":
+            return self.trainer
+        return "openai" if "openai" in self.teachers and not self.base_url else "local"
+
+    def model_for(self, provider: str) -> str:
+        """``--llm_model``: one value for the one teacher in use; with both, a claude-* name goes to Claude."""
+        if not self.models:
+            return DEFAULT_TEACHER_MODELS[provider]
+        if len(self.teachers) <= 1:
+            if len(self.models) > 1:
+                raise ConfigError(f"--llm_model given {len(self.models)} times for one teacher")
+            return self.models[0]
+        mine = [m for m in self.models if (m.startswith("claude") == (provider == "claude"))]
+        if len(mine) > 1:
+            raise ConfigError(f"--llm_model: {len(mine)} models for {provider} ({', '.join(mine)})")
+        return mine[0] if mine else DEFAULT_TEACHER_MODELS[provider]
+
+    def api_key(self, provider: str) -> str | None:
+        key = self.env.get(TEACHER_KEYS[provider]) or None
+        if key is None and provider == "openai" and self.base_url:
+            return KEYLESS
+        return key
+
+
+# -- the run -----------------------------------------------------------------------------
+# The settings a finished video's outputs depend on (its output key). Anything
+# else (workers, addresses, memory, retries, an automatic chunk size) changes how
+# the outputs are made, not what they are.
+OUTPUT_KEY_FIELDS = (
+    "output_dir",
+    "models_dir",
+    "quality",
+    "pose_model",
+    "num_poses",
+    "batch_size",
+    "warmup_frames",
+    "sample_fps",
+    "sport_type",
+    "render_video",
+    "report",
+    "analysis",
+    "llm_data_dir",
+)
 
 
 @dataclass(frozen=True)
@@ -72,7 +234,7 @@ class PipelineConfig:
     quality: str = DEFAULT_QUALITY
     pose_model: str | None = None  # preset name (lite, full) or path to a .task file
     num_poses: int = 1
-    workers: int | None = None  # Dask worker processes; None = CPU cores
+    workers: int | None = None  # Dask worker processes; None = as many as the memory budget holds
     batch_size: int | None = None  # frames per Dask task; None = auto
     warmup_frames: int | None = None
     sample_fps: float | None = None
@@ -87,6 +249,7 @@ class PipelineConfig:
     analysis: AnalysisParams | None = None
     force: bool = False  # ignore the work folders of earlier runs (recompute everything)
     llm_data_dir: str | None = "llm_training_data"  # per-video LLM examples; None = none
+    llm: LLMSettings = field(default_factory=LLMSettings)  # teachers and training after the videos
 
     def __post_init__(self) -> None:
         if self.quality not in QUALITY_PRESETS:
@@ -105,27 +268,29 @@ class PipelineConfig:
             raise ConfigError(f"memory_limit is a fraction of system RAM in [0.05, 0.95], got {self.memory_limit}")
         if self.analyzers is not None and self.analyzers < 1:
             raise ConfigError(f"analyzers must be >= 1 or auto, got {self.analyzers}")
-        if self.sport_type not in SPORT_PROFILES:
-            raise ConfigError(f"unknown sport_type '{self.sport_type}' (choose from {', '.join(SPORT_PROFILES)})")
+        check_sport(self.sport_type)
         if self.chunk_retries < 0:
             raise ConfigError(f"chunk_retries must be >= 0, got {self.chunk_retries}")
+        if self.llm_data_dir is None and self.llm.active:
+            raise ConfigError("--no_llm_data cannot be combined with --use_openai, --use_claude or --train_llm")
 
     @property
     def output_folders(self) -> list[str]:
         """Folders the run writes to."""
-        return [self.output_dir, self.models_dir] + ([self.llm_data_dir] if self.llm_data_dir else [])
+        folders = [self.output_dir, self.models_dir] + ([self.llm_data_dir] if self.llm_data_dir else [])
+        return folders + ([self.llm.models_dir] if self.llm.train else [])
 
     @property
-    def preset(self) -> dict:
+    def preset(self) -> QualityPreset:
         return QUALITY_PRESETS[self.quality]
 
     @property
     def resolved_pose_model(self) -> str:
-        return self.pose_model or self.preset["pose_model"]
+        return self.pose_model or self.preset.pose_model
 
     @property
     def resolved_warmup_frames(self) -> int:
-        return self.preset["warmup_frames"] if self.warmup_frames is None else self.warmup_frames
+        return self.preset.warmup_frames if self.warmup_frames is None else self.warmup_frames
 
     @property
     def resolved_workers(self) -> int:
@@ -133,7 +298,7 @@ class PipelineConfig:
 
     @property
     def resolved_analysis(self) -> AnalysisParams:
-        return replace(self.analysis or self.preset["analysis"], sport_type=self.sport_type)
+        return replace(self.analysis or self.preset.analysis, sport_type=self.sport_type)
 
     @property
     def resolved_dask_address(self) -> str | None:
@@ -150,7 +315,8 @@ class PipelineConfig:
         return replace(self, **overrides)
 
     def to_dict(self) -> dict:
-        data = asdict(self)
+        """The run's pose settings, resolved (the "settings" block of the pose JSON and the report)."""
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "llm"}
         data["analysis"] = asdict(self.resolved_analysis)
         data["pose_model"] = self.resolved_pose_model
         data["warmup_frames"] = self.resolved_warmup_frames
@@ -158,6 +324,15 @@ class PipelineConfig:
         data["dask_address"] = self.resolved_dask_address
         data["ray_address"] = self.resolved_ray_address
         return data
+
+    def output_key(self, batch_size: int) -> dict:
+        """What a finished video's outputs depend on: an allow-list of settings
+        (``batch_size``: the chunk size the plan used; it counts only when given by the user)."""
+        settings = self.to_dict()
+        settings["batch_size"] = batch_size if self.batch_size is not None else None
+        return {
+            name: settings[name] for name in OUTPUT_KEY_FIELDS if settings[name] is not None or name != "batch_size"
+        }
 
 
 def load_env(path: str | os.PathLike | None = None) -> None:

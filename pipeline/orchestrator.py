@@ -1,208 +1,63 @@
-"""VideoPipeline: plan, submit chunks to Dask, analyse tracks on Ray, write outputs.
+"""VideoPipeline: wires plan -> scheduler -> engines -> writers.
 
-Engines start once (Dask at once, Ray in the background, since it is needed
-only when the first track is complete) and serve every video of the run.
+For each video: probe and plan it (``plan.py``), extract its chunks on the Dask
+workers, analyse the track on a Ray actor, then run the registered output
+writers (``outputs/registry.py``) on the Dask workers. Every task goes through
+one Scheduler (``scheduler.py``) that admits it while a worker is free and the
+MemoryMonitor has room; the outputs of a video whose analysis is done go
+first, so videos finish one after another.
 
-Streaming: Dask workers write each chunk's landmarks to the video's work
-folder and return a small record; the Ray actor reads the chunks from disk and
-stores its analysis there; the output tasks (pose JSON, annotated video
-segments, report) read the stored analysis a frame range at a time. The driver
-holds records and summaries only, so its memory does not grow with a video's
-length.
-
-Tasks of all videos go through one queue. A task is submitted only while a
-worker is free and the MemoryMonitor has room for it (see ``memory.py``);
-rendering and reports of a video whose analysis is done go first, so videos
-finish one after another. A re-run finds the chunks an earlier run finished
-(``jobs.py``) and skips videos that are complete. One video's failure is
-recorded in its result and never stops the others.
+Streaming: workers write each chunk's landmarks to the video's work folder
+(``workdir.py``) and return a small record; the Ray actor reads the chunks from
+disk and stores its analysis there; the writers read the stored analysis a
+frame range at a time. The driver holds records and summaries only, so its
+memory does not grow with a video's length. A re-run finds the chunks an
+earlier run finished and skips videos that are complete. One video's failure
+is recorded in its result and never stops the others.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import queue
-import shutil
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 
+import pipeline.llm  # noqa: F401 - registers the LLM examples writer
+from pipeline import storage
 from pipeline.analysis.analyzer import TrackMeta
-from pipeline.analysis.sports import SPORT_PROFILES
 from pipeline.config import PipelineConfig
+from pipeline.engines import Engines
 from pipeline.errors import OutputError, PipelineError, VideoError
 from pipeline.inputs import output_names
-from pipeline.jobs import ChunkRecord, WorkFolder, ensure_writable, fingerprint
-from pipeline.llm.build import video_files
+from pipeline.llm.stage import check_ready, run_llm_stage
 from pipeline.memory import MemoryMonitor, MiB, ResourcePlan, kind_bytes, plan_resources
-from pipeline.outputs.annotate import Annotator
-from pipeline.outputs.render import RenderSpec, plan_segments, segment_folder
+from pipeline.outputs.registry import REGISTRY, OutputWriter, VideoOutputs
 from pipeline.outputs.summary_csv import write_summary_csv
-from pipeline.pose.estimator import EstimatorSettings
-from pipeline.pose.models import ModelFile, resolve_model
+from pipeline.plan import WORK_BYTES_PER_FRAME_SLOT, DiskCheck, plan_video
+from pipeline.pose import MediaPipeSettings, ModelFile, resolve_model
+from pipeline.results import BatchResult, ProgressEvent, VideoResult
+from pipeline.scheduler import Done, Scheduler, Stalled, Work
+from pipeline.state import Stage, VideoRun
 from pipeline.stats import ChunkTiming, RunStats
-from pipeline.video.plan import ChunkSpec, auto_batch_size, plan_chunks
-from pipeline.video.probe import VideoInfo, probe_video
+from pipeline.video.probe import probe_video
+from pipeline.workdir import ChunkRecord, WorkFolder, extract_chunk, fingerprint
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["BatchResult", "ProgressEvent", "VideoPipeline", "VideoResult", "process_video", "process_videos"]
+
 REFERENCE_FRAME_WH = (1920, 1080)  # frame size the memory plan reserves room for; larger frames run fewer at once
-STALL_S = 10.0  # how long a task that does not fit waits for memory to be released before its video fails
-# Disk space checked before a video starts (generous estimates; measured on the sample clip).
-WORK_BYTES_PER_FRAME_SLOT = 3 * 1024  # chunk artifacts and the stored analysis
-JSON_BYTES_PER_FRAME_SLOT = 6 * 1024  # pose JSON
-VIDEO_BYTES_PER_PIXEL = 0.04  # annotated H.264 at CRF 23 (the sample clip needs 0.011)
 # The analyser's working set while it runs: measured 3.4 KB per frame and person slot on the
 # 15-minute track; linking can find more people than --num_poses slots (4 from 2 there), hence 10 KB.
 ANALYSIS_BYTES_PER_FRAME_SLOT = 10 * 1024
 
 
-@dataclass
-class VideoResult:
-    """Outcome of one video: ``success`` with outputs, or ``error`` (one line)."""
-
-    video: str
-    name: str
-    success: bool = False
-    error: str | None = None
-    info: VideoInfo | None = None
-    frames: int = 0
-    frames_analysed: int = 0
-    frames_with_person: int = 0
-    persons: int = 0
-    chunks: int = 0
-    chunks_reused: int = 0  # finished by an earlier run and not recomputed
-    skipped: bool = False  # complete from an earlier run with the same input and settings
-    elapsed_s: float = 0.0
-    outputs: dict[str, str] = field(default_factory=dict)
-    summary: dict | None = None
-
-    @property
-    def fps(self) -> float:
-        return self.frames_analysed / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    def line(self) -> str:
-        if not self.success:
-            return f"FAILED {self.video}: {self.error}"
-        outputs = ", ".join(self.outputs.values())
-        if self.skipped:
-            return f"done {self.video}: complete from an earlier run with the same settings (--force redoes it) -> {outputs}"
-        reused = f", {self.chunks_reused}/{self.chunks} chunks from an earlier run" if self.chunks_reused else ""
-        return (
-            f"ok {self.video}: {self.frames} frames, {self.frames_with_person} with a person, "
-            f"{self.persons} person(s), {self.fps:.1f} frames/s{reused} -> {outputs}"
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict) -> VideoResult:
-        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        fields["info"] = VideoInfo(**{k: v for k, v in data["info"].items() if k != "duration_s"})
-        return cls(**fields)
-
-    def to_dict(self) -> dict:
-        return {
-            "video": self.video,
-            "name": self.name,
-            "success": self.success,
-            "error": self.error,
-            "info": self.info.to_dict() if self.info else None,
-            "frames": self.frames,
-            "frames_analysed": self.frames_analysed,
-            "frames_with_person": self.frames_with_person,
-            "persons": self.persons,
-            "chunks": self.chunks,
-            "chunks_reused": self.chunks_reused,
-            "skipped": self.skipped,
-            "elapsed_s": round(self.elapsed_s, 3),
-            "fps": round(self.fps, 2),
-            "outputs": dict(self.outputs),
-            "summary": self.summary,
-        }
-
-
-@dataclass
-class BatchResult:
-    videos: list[VideoResult]
-    elapsed_s: float = 0.0
-    summary_csv: str | None = None
-    memory: dict = field(default_factory=dict)  # the MemoryMonitor's report
-
-    @property
-    def success(self) -> bool:
-        return all(v.success for v in self.videos)
-
-    @property
-    def failed(self) -> list[VideoResult]:
-        return [v for v in self.videos if not v.success]
-
-    def to_dict(self) -> dict:
-        return {
-            "success": self.success,
-            "elapsed_s": round(self.elapsed_s, 3),
-            "summary_csv": self.summary_csv,
-            "memory": self.memory,
-            "videos": [v.to_dict() for v in self.videos],
-        }
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """Sent to the progress callback. ``stage``: planned (``frames_done`` counts
-    frames an earlier run finished), extract, analyze, render, done, failed or skipped."""
-
-    video: str
-    stage: str
-    frames_done: int
-    frames_total: int
-    name: str = ""
-
-
-@dataclass
-class _Task:
-    """A unit of work waiting for a Dask worker: a chunk to extract, a segment to render, a report."""
-
-    job: _Job
-    kind: str  # extract, render or report
-    item: object = None
-
-
-class _Job:
-    """Book-keeping of one video while it is in flight."""
-
-    def __init__(self, path: Path, name: str, work: WorkFolder) -> None:
-        self.result = VideoResult(video=str(path), name=name)
-        self.source = str(path.resolve())  # what the workers open: they may run in another directory
-        self.work = work
-        self.started = time.perf_counter()
-        self.specs: list[ChunkSpec] = []
-        self.records: dict[int, ChunkRecord] = {}
-        self.futures: list = []
-        self.pending_outputs: set[str] = set()
-        self.segments: list[RenderSpec] = []
-        self.segment_futures: list = []
-        self.segment_folder: Path | None = None
-        self.summary: dict | None = None
-        self.output_key: dict = {}
-        self.store = ""  # the stored analysis the output tasks read
-        self.annotator: Annotator | None = None
-        self.video_path = self.video_display = ""
-        self.report_path = self.report_display = ""
-        self.json_display = ""
-        self.llm_display = ""
-        self.finished = False
-
-    @property
-    def frames_done(self) -> int:
-        return sum(r.frames for r in self.records.values())
-
-
 class VideoPipeline:
-    """Runs videos through Dask extraction and Ray analysis, inside a memory budget.
+    """Runs videos through Dask extraction and Ray analysis, inside a memory budget,
+    then the LLM step (teachers, dataset, training) as the command line does.
 
     Use as a context manager (engines stop on exit, only those it started)::
 
@@ -220,22 +75,16 @@ class VideoPipeline:
         self._progress = progress
         self.stats = stats or RunStats()
         self.model: ModelFile | None = None
-        self.dask = None
         self.resources: ResourcePlan | None = None
         self.monitor: MemoryMonitor | None = None
-        self._ray_future: Future | None = None
-        self._ray_thread: ThreadPoolExecutor | None = None
-        self._active: dict = {}  # weighted futures in flight -> bytes
-        self._pending: deque[_Task] = deque()
-        self._events: queue.Queue = queue.Queue()
-        self._disk_reserved: dict[int, int] = {}
-        self._stalled_since: float | None = None
+        self.engines = Engines(self.config, self.stats)
+        self._scheduler: Scheduler | None = None
 
     # -- engines ---------------------------------------------------------------
     def start(self) -> VideoPipeline:
-        from pipeline.engines.dask_engine import DaskEngine
-
         config = self.config
+        for note in check_ready(config):  # missing keys stop the run before any engine starts
+            logger.warning("%s", note)
         self.stats.mark("engines_start")
         self.model = resolve_model(config.resolved_pose_model)
         self.resources = plan = plan_resources(
@@ -249,67 +98,27 @@ class VideoPipeline:
             embedded_dask=not config.resolved_dask_address,
         )
         logger.debug("memory plan: %s", plan.to_dict())
-        self._ray_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ray-start")
-        self._ray_future = self._ray_thread.submit(self._start_ray, plan)
-        self.stats.mark("dask_start")
-        self.dask = DaskEngine(config.resolved_dask_address, plan.workers, plan.worker_limit)
-        self.stats.mark("dask_ready")
-        self.monitor = MemoryMonitor(plan.budget, plan.high_mark, plan.low_mark, roots=self._engine_pids).start()
+        self.engines.start(plan)
+        self.monitor = MemoryMonitor(plan.budget, plan.high_mark, plan.low_mark, roots=self.engines.local_pids).start()
         self.stats.mark("monitor_started")
-        self._ray_future.add_done_callback(lambda _: self.monitor.refresh_roots())
+        self.engines.when_ray_ready(lambda _: self.monitor.refresh_roots())
         return self
 
-    def _start_ray(self, plan: ResourcePlan):
-        from pipeline.engines.ray_engine import RayEngine
-
-        self.stats.mark("ray_start")
-        engine = RayEngine(
-            self.config.resolved_ray_address,
-            plan.analyzers,
-            self.config.resolved_analysis,
-            object_store_bytes=plan.object_store,
-        )
-        self.stats.mark("ray_ready")
-        return engine
-
-    def _engine_pids(self) -> list[int]:
-        """Processes of attached engines running on this machine (embedded ones are our descendants)."""
-        pids = []
-        if self.dask is not None and not self.dask.embedded:
-            pids += self.dask.local_worker_pids()
-        ray = self._ray_future
-        if ray is not None and ray.done() and ray.exception() is None and not ray.result().embedded:
-            pids += ray.result().local_actor_pids()
-        return pids
+    @property
+    def dask(self):
+        return self.engines.dask
 
     @property
     def ray(self):
         """The RayEngine (waits for it to finish starting)."""
-        return self._ray_future.result() if self._ray_future else None
+        return self.engines.ray
 
     def close(self) -> None:
         self.stats.mark("engines_stop")
         if self.monitor is not None:
             self.monitor.stop()
-        ray_closed = None
-        if self._ray_future is not None:
-            # Both engines stop at the same time (each takes about a second).
-            ray_closed = self._ray_thread.submit(self._close_ray, self._ray_future)
-            self._ray_future = None
-        if self.dask is not None:
-            self.dask.close()
-            self.dask = None
-            self.stats.mark("dask_stopped")
-        if ray_closed is not None:
-            ray_closed.result()
-            self._ray_thread.shutdown()
+        self.engines.close()
         self.stats.mark("engines_stopped")
-
-    def _close_ray(self, started: Future) -> None:
-        # A Ray that never started was reported where it was needed.
-        with contextlib.suppress(PipelineError):
-            started.result().close()
-        self.stats.mark("ray_stopped")
 
     def __enter__(self) -> VideoPipeline:
         try:
@@ -322,423 +131,343 @@ class VideoPipeline:
         self.close()
 
     # -- processing ------------------------------------------------------------
-    def estimator_settings(self) -> EstimatorSettings:
-        return EstimatorSettings.from_preset(self.config.preset, self.model, self.config.num_poses)
+    def estimator_settings(self) -> MediaPipeSettings:
+        return MediaPipeSettings.from_preset(self.config.preset, self.model, self.config.num_poses)
 
     def process(self, paths: Iterable[str | Path]) -> BatchResult:
+        """Every video, then the LLM step on those that wrote examples."""
         if self.dask is None:
             raise RuntimeError("VideoPipeline.process() before start() (use it as a context manager)")
         t0 = time.perf_counter()
         for folder in self.config.output_folders:
-            ensure_writable(folder)
+            storage.ensure_writable(folder)
         paths = [Path(p) for p in paths]
         names = output_names(paths)
-        jobs = [_Job(path, names[path], WorkFolder.for_video(self.config.output_dir, names[path])) for path in paths]
-        self._events = queue.Queue()
-        self._pending.clear()
-        self._active.clear()
-        self._disk_reserved.clear()
+        runs = [
+            VideoRun(path, names[path], WorkFolder.for_video(self.config.output_dir, names[path])) for path in paths
+        ]
+        plan = self.resources
+        self._scheduler = Scheduler(self.monitor, plan.workers, plan.task_reserve, plan.budget)
         self._settings = self.estimator_settings()
-        for job in jobs:
+        self._writers = REGISTRY.enabled(self.config)
+        self._disk = DiskCheck()
+        for run in runs:
             try:
-                job.result.info = probe_video(job.result.video)
+                run.result.info = probe_video(run.result.video)
             except (VideoError, OSError) as exc:
-                self._fail(job, _one_line(exc))
+                self._fail(run, _one_line(exc))
         self.stats.mark("videos_probed")
-        batch_frames = sum(job.result.info.frame_count for job in jobs if not job.finished)
-        for job in jobs:
-            if job.finished:
-                continue
-            try:
-                self._prepare(job, batch_frames)
-            except (VideoError, OutputError, OSError) as exc:
-                self._fail(job, _one_line(exc))
+        batch_frames = sum(run.result.info.frame_count for run in runs if not run.finished)
+        for run in runs:
+            if not run.finished:
+                try:
+                    self._prepare(run, batch_frames)
+                except (VideoError, OutputError, OSError) as exc:
+                    self._fail(run, _one_line(exc))
         self.stats.mark("videos_planned")
-        self._run([job for job in jobs if not job.finished])
-        batch = BatchResult(videos=[job.result for job in jobs], elapsed_s=time.perf_counter() - t0)
+        self._run([run for run in runs if not run.finished])
+        batch = BatchResult(videos=[run.result for run in runs], elapsed_s=time.perf_counter() - t0)
         batch.memory = self.monitor.report()
         batch.summary_csv = str(write_summary_csv(Path(self.config.output_dir) / "summary.csv", batch.videos))
+        if self.config.llm_data_dir is not None:
+            done = [r.name for r in batch.videos if r.success and "llm_examples" in r.outputs]
+            batch.llm = run_llm_stage(done, self.config)
+            self.stats.mark("llm_done")
         return batch
 
     # -- planning and resuming ---------------------------------------------------
-    def _prepare(self, job: _Job, batch_frames: int) -> None:
-        """Plan the chunks of a probed video (the whole batch decides their size),
-        check disk space, and find what an earlier run finished."""
-        info = job.result.info
-        workers = self.dask.worker_count()
-        batch = self.config.batch_size or auto_batch_size(info.frame_count, workers, batch_frames)
-        job.specs = plan_chunks(
-            replace(info, path=job.source), batch, self.config.resolved_warmup_frames, self.config.sample_fps
-        )
-        job.result.chunks = len(job.specs)
-        source = fingerprint(job.source)
-        job.output_key = self._output_key(job)
-        done = None if self.config.force else job.work.completed(source, job.output_key)
+    def _prepare(self, run: VideoRun, batch_frames: int) -> None:
+        """Plan a probed video, check disk space, and find what an earlier run finished."""
+        info, config = run.result.info, self.config
+        run.plan = plan = plan_video(
+            run.source, run.result.name, info, config, self._settings, self.model.sha256,
+            self.dask.worker_count(), batch_frames,
+        )  # fmt: skip
+        run.result.chunks = len(plan.specs)
+        source = fingerprint(run.source)
+        done = None if config.force else run.work.completed(source, plan.output_key)
         if done is not None:
-            self._skip(job, done)
+            self._skip(run, done)
             return
-        self._check_disk(job)
-        job.work.open(source, self._extract_key(job), force=self.config.force)
-        job.records = job.work.finished_chunks({spec.index: spec.start for spec in job.specs})
-        job.result.chunks_reused = len(job.records)
-        if job.records:
+        work = ("work files", config.output_dir, info.frame_count * config.num_poses * WORK_BYTES_PER_FRAME_SLOT)
+        needs = [work] + [(n.what, n.folder, n.nbytes) for w in self._writers if (n := w.disk_need(config, info))]
+        self._disk.reserve(needs)
+        run.work.open(source, plan.extract_key, force=config.force)
+        run.records = run.work.finished_chunks({spec.index: spec.start for spec in plan.specs})
+        run.result.chunks_reused = len(run.records)
+        if run.records:
             logger.info(
-                "%s: %d of %d chunks done in an earlier run", job.result.video, len(job.records), len(job.specs)
+                "%s: %d of %d chunks done in an earlier run", run.result.video, len(run.records), len(plan.specs)
             )
-        self._emit(job, "planned")
-        self._pending.extend(_Task(job, "extract", spec) for spec in job.specs if spec.index not in job.records)
-        if len(job.records) == len(job.specs):
-            self._chunks_complete(job)
+        self._advance(run, Stage.PLANNED)
+        for spec in plan.specs:
+            if spec.index not in run.records:
+                self._scheduler.add(self._extract_work(run, spec))
+        if run.all_chunks_done:
+            self._chunks_complete(run)
 
-    def _extract_key(self, job: _Job) -> dict:
-        """What the chunk artifacts depend on."""
-        settings = asdict(self._settings)
-        settings.pop("model_path")
-        return {
-            "estimator": settings,
-            "sample_fps": self.config.sample_fps,
-            "chunks": [[s.warmup_start, s.start, s.end] for s in job.specs],
-        }
-
-    def _output_key(self, job: _Job) -> dict:
-        """What the outputs depend on (not how many workers made them)."""
-        settings = self._settings_block(job)
-        for name in ("workers", "analyzers", "memory_limit", "dask_address", "ray_address", "chunk_retries", "force"):
-            settings.pop(name, None)
-        if self.config.batch_size is None:
-            # Automatic chunking depends on the workers and on the other videos of the batch:
-            # like the worker count, it does not make a finished video's outputs stale.
-            settings.pop("batch_size", None)
-        return {"settings": settings, "model_sha256": self.model.sha256, "name": job.result.name}
-
-    def _skip(self, job: _Job, done: dict) -> None:
+    def _skip(self, run: VideoRun, done: dict) -> None:
         """A video finished by an earlier run with the same input and settings."""
         recorded = VideoResult.from_dict(done)
         recorded.skipped = True
-        recorded.video = job.result.video
-        job.result = recorded
-        job.finished = True
-        self._emit(job, "skipped")
-
-    def _check_disk(self, job: _Job) -> None:
-        """Fail before writing anything when the outputs would not fit on their file systems."""
-        info = job.result.info
-        slots = self.config.num_poses
-        needs: dict[str, int] = {
-            "work files": info.frame_count * slots * WORK_BYTES_PER_FRAME_SLOT,
-            "pose JSON": info.frame_count * slots * JSON_BYTES_PER_FRAME_SLOT,
-        }
-        folders = {"work files": self.config.output_dir, "pose JSON": self.config.models_dir}
-        if self.config.render_video:
-            # Segments and the joined file exist side by side until the join ends.
-            needs["annotated video"] = 2 * int(info.frame_count * info.width * info.height * VIDEO_BYTES_PER_PIXEL)
-            folders["annotated video"] = self.config.output_dir
-        by_device: dict[int, list[str]] = {}
-        for what, folder in folders.items():
-            by_device.setdefault(os.stat(folder).st_dev, []).append(what)
-        for device, parts in by_device.items():
-            folder = folders[parts[0]]
-            need = sum(needs[p] for p in parts)
-            free = shutil.disk_usage(folder).free - self._disk_reserved.get(device, 0)
-            if need > free:
-                largest = max(parts, key=needs.get)
-                raise OutputError(
-                    f"not enough disk space for the {largest} in {folder}: about {need / MiB:.1f} MiB needed "
-                    f"({', '.join(f'{p} {needs[p] / MiB:.1f}' for p in parts)}), {max(0, free) / MiB:.1f} MiB free"
-                )
-            self._disk_reserved[device] = self._disk_reserved.get(device, 0) + need
+        recorded.video = run.result.video
+        run.result = recorded
+        self._advance(run, Stage.SKIPPED)
 
     # -- the event loop ---------------------------------------------------------------
-    def _run(self, jobs: list[_Job]) -> None:
-        open_jobs = {id(job) for job in jobs}
-        for job in jobs:
-            if job.finished:
-                open_jobs.discard(id(job))
-        while open_jobs:
-            self._submit_more()
-            open_jobs -= {id(job) for job in jobs if job.finished}  # the submitter may fail a video
-            if not open_jobs:
-                break
-            try:
-                kind, job, item, future = self._events.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            weighted = self._active.pop(job if kind == "analysis" else future, None) is not None
-            if kind == "extract":
-                if weighted:
-                    self._on_chunk(job, item, future)
-            elif kind == "analysis":
-                self._on_analysis(job, future)
-            elif kind in ("render", "report_slot"):
-                pass  # the join task / the report's output event carry the outcome
-            else:
-                self._on_output(job, item, future)
-            if job.finished:
-                open_jobs.discard(id(job))
+    def _run(self, runs: list[VideoRun]) -> None:
+        scheduler = self._scheduler
+        while any(not run.finished for run in runs):
+            for stalled in scheduler.pump():
+                self._on_stalled(stalled)
+            done = scheduler.next_done(timeout=0.1)
+            if done is not None and not done.work.group.finished:
+                done.work.tag(done)
 
-    def _submit_more(self) -> None:
-        """Submit queued tasks while the workers and the memory budget have room."""
-        plan = self.resources
-        while self._pending:
-            task = self._pending[0]
-            if task.job.finished:
-                self._pending.popleft()
-                continue
-            weight = self._weight(task)
-            if self._active:
-                if len(self._active) >= plan.workers or not self.monitor.may_submit():
-                    return
-                if sum(self._active.values()) + weight > plan.task_reserve:
-                    return
-            elif self.monitor.current + weight > plan.budget and not self._wait_for_room(task, weight):
-                continue  # the task's video failed: it can never fit
-            self._stalled_since = None
-            self._pending.popleft()
-            self._submit(task, weight)
-
-    def _wait_for_room(self, task: _Task, weight: int) -> bool:
-        """Nothing runs yet one task does not fit: wait a little for memory to be
-        released; past ``STALL_S`` fail the task's video saying what it needed."""
-        now = time.monotonic()
-        if self._stalled_since is None:
-            self._stalled_since = now
-        if now - self._stalled_since < STALL_S:
-            time.sleep(0.1)
-            self.monitor.sample()
-            return self.monitor.current + weight <= self.resources.budget
-        self._stalled_since = None
-        info = task.job.result.info
-        what = (
-            f"the analysis of {task.job.frames_done} frames"
-            if task.kind == "analyze"
-            else f"one {task.kind} task for {info.width}x{info.height} frames"
-        )
+    def _on_stalled(self, stalled: Stalled) -> None:
         self._fail(
-            task.job,
-            f"memory budget exceeded: the run uses {self.monitor.current / MiB:.0f} MiB at rest and {what} "
-            f"needs about {weight / MiB:.0f} MiB more; the budget is {self.resources.budget / MiB:.0f} MiB "
+            stalled.work.group,
+            f"memory budget exceeded: the run uses {stalled.in_use / MiB:.0f} MiB at rest and {stalled.work.what} "
+            f"needs about {stalled.work.weight / MiB:.0f} MiB more; the budget is {stalled.budget / MiB:.0f} MiB "
             "(raise --memory_limit or use fewer --workers)",
         )
-        return False
 
-    def _weight(self, task: _Task) -> int:
-        """Memory the task needs on top of what the run holds at rest."""
-        if task.kind == "analyze":
-            return task.job.frames_done * self.config.num_poses * ANALYSIS_BYTES_PER_FRAME_SLOT
-        info = task.job.result.info
-        return kind_bytes(task.kind, info.width, info.height)
+    def _extract_work(self, run: VideoRun, spec) -> Work:
+        info = run.result.info
+        path = str(run.work.chunk_path(spec.index).resolve())
 
-    def _submit_analysis(self, job: _Job, weight: int) -> None:
-        """Send the video's chunk records to a Ray actor (once Ray is up); the summary comes back as an event."""
-        info = job.result.info
-        meta = TrackMeta(width=info.width, height=info.height, fps=info.fps)
-        records = [job.records[spec.index] for spec in job.specs]
-        folder = str(job.work.analysis_folder.resolve())
-        events = self._events
-        self._emit(job, "analyze")
-
-        def send(ready: Future) -> None:
-            try:
-                outcome = ready.result().analyze_stored(records, meta, folder)
-            except Exception as exc:  # noqa: BLE001 - Ray did not start: this video's failure
-                outcome = Future()
-                outcome.set_exception(exc)
-            outcome.add_done_callback(lambda done: events.put(("analysis", job, None, done)))
-
-        self._active[job] = weight  # until its event arrives
-        self._ray_future.add_done_callback(send)
-
-    def _submit(self, task: _Task, weight: int) -> None:
-        job, retries = task.job, self.config.chunk_retries
-        if task.kind == "analyze":
-            self._submit_analysis(job, weight)
-            return
-        if task.kind == "extract":
-            spec = task.item
-            path = str(job.work.chunk_path(spec.index).resolve())
-            future = self.dask.submit_extract(spec, self._settings, path, retries)
+        def start():
+            future = self.dask.submit(
+                extract_chunk, spec, self._settings, path, label=f"extract-{run.result.name}-{spec.index}",
+                retries=self.config.chunk_retries,
+            )  # fmt: skip
             self.stats.mark("first_chunk_submitted")
-        elif task.kind == "render":
-            spec = task.item
-            future = self.dask.submit_render_segment(spec, job.store, job.annotator, retries)
-            job.segment_futures.append(future)
-            if len(job.segment_futures) == len(job.segments):
-                self._watch(
-                    job, "annotated_video", self.dask.submit_join(job.segments, job.video_path, job.segment_futures)
-                )
-        else:  # report
-            future = self.dask.submit_report(
-                job.report_path, job.source, job.result.info, job.store, self._settings_block(job), retries
-            )
-            self._watch(job, "report", future)
-            task = _Task(job, "report_slot")
-        job.futures.append(future)
-        self._active[future] = weight
-        future.add_done_callback(lambda f, t=task: self._events.put((t.kind, t.job, t.item, f)))
+            return future
 
-    def _watch(self, job: _Job, name: str, future) -> None:
-        """An output's future: its outcome comes back as an ``output`` event."""
-        path = {
-            "annotated_video": job.video_display,
-            "report": job.report_display,
-            "pose_json": job.json_display,
-            "llm_examples": job.llm_display,
-        }[name]
-        job.futures.append(future)
-        future.add_done_callback(lambda f: self._events.put(("output", job, (name, path), f)))
+        weight = kind_bytes("extract", info.width, info.height)
+        what = f"one extract task for {info.width}x{info.height} frames"
+        return Work(weight, start, run, what, tag=lambda done: self._on_chunk(run, spec, done))
 
-    # -- results -------------------------------------------------------------------
-    def _on_chunk(self, job: _Job, spec: ChunkSpec, future) -> None:
-        if job.finished or future.status == "cancelled":
-            return
+    def _on_chunk(self, run: VideoRun, spec, done: Done) -> None:
         try:
-            record: ChunkRecord = future.result()
+            record: ChunkRecord = done.future.result()
         except Exception as exc:  # noqa: BLE001 - a task's error travels back as its own type
-            self._fail(job, _task_error(exc, f"chunk {spec.index} (frames {spec.start}-{spec.end - 1})"))
+            self._fail(run, self._task_error(exc, f"chunk {spec.index} (frames {spec.start}-{spec.end - 1})"))
             return
-        job.records[spec.index] = record
+        run.records[spec.index] = record
         self.stats.chunk(
-            ChunkTiming(job.result.name, spec.index, record.frames, record.worker, record.started, record.finished)
+            ChunkTiming(run.result.name, spec.index, record.frames, record.worker, record.started, record.finished)
         )
-        self._emit(job, "extract")
-        if len(job.records) == len(job.specs):
-            self._chunks_complete(job)
+        if run.stage is Stage.PLANNED:
+            run.advance(Stage.EXTRACT)
+        self._emit(run, Stage.EXTRACT)
+        if run.all_chunks_done:
+            self._chunks_complete(run)
 
-    def _chunks_complete(self, job: _Job) -> None:
+    def _chunks_complete(self, run: VideoRun) -> None:
         """Every chunk is on disk: check the frames are all there and send the track to Ray."""
-        reported = job.result.info.frame_count
-        for spec in job.specs:
-            record = job.records[spec.index]
+        reported = run.result.info.frame_count
+        for spec in run.plan.specs:
+            record = run.records[spec.index]
             if not spec.is_last and record.frames != spec.frame_count:
                 decoded = spec.start + record.frames
-                self._fail(job, f"the container reports {reported} frames but decoding stopped at frame {decoded}")
+                self._fail(run, f"the container reports {reported} frames but decoding stopped at frame {decoded}")
                 return
-        frames = job.frames_done
-        if frames < reported:
-            logger.warning("%s: container reports %d frames, %d decoded", job.result.video, reported, frames)
+        if run.frames_done < reported:
+            logger.warning("%s: container reports %d frames, %d decoded", run.result.video, reported, run.frames_done)
         # The analysis holds the whole track while it runs: it is admitted like a task.
-        self._pending.appendleft(_Task(job, "analyze"))
+        self._scheduler.add_first([self._analysis_work(run)])
 
-    def _on_analysis(self, job: _Job, outcome: Future) -> None:
-        if job.finished:
-            return
+    def _analysis_work(self, run: VideoRun) -> Work:
+        """The video's chunk records go to a Ray actor (once Ray is up); the summary comes back."""
+        info = run.result.info
+        meta = TrackMeta(width=info.width, height=info.height, fps=info.fps)
+        records = [run.records[spec.index] for spec in run.plan.specs]
+        folder = str(run.work.analysis_folder.resolve())
+
+        def start() -> Future:
+            self._advance(run, Stage.ANALYZE)
+            outcome: Future = Future()
+
+            def send(ray_started: Future) -> None:
+                try:
+                    analysed = ray_started.result().analyze_stored(records, meta, folder)
+                    analysed.add_done_callback(lambda f: _settle(outcome, f))
+                except Exception as exc:  # noqa: BLE001 - Ray did not start: this video's failure
+                    _settle_error(outcome, exc)
+
+            self.engines.when_ray_ready(send)
+            return outcome
+
+        weight = run.frames_done * self.config.num_poses * ANALYSIS_BYTES_PER_FRAME_SLOT
+        what = f"the analysis of {run.frames_done} frames"
+        return Work(weight, start, run, what, tag=lambda done: self._on_analysis(run, done))
+
+    def _on_analysis(self, run: VideoRun, done: Done) -> None:
         try:
-            job.summary = outcome.result()
-            self._submit_outputs(job)
+            run.summary = done.future.result()
+            self._start_outputs(run)
         except (PipelineError, OSError) as exc:
-            self._fail(job, _one_line(exc))
+            self._fail(run, _one_line(exc))
         except Exception as exc:  # noqa: BLE001 - an actor's error arrives wrapped by Ray
-            self._fail(job, f"analysis failed: {_one_line(exc)}")
+            self._fail(run, f"analysis failed: {_one_line(exc)}")
 
-    def _submit_outputs(self, job: _Job) -> None:
-        """Pose JSON, annotated video and report, on the Dask workers; each comes back as an event.
-        Rendering and the report go to the front of the queue: finishing a video comes first."""
-        output = Path(self.config.output_dir)
-        absolute = output.resolve()  # workers may run in another directory
-        info = job.result.info
-        job.store = str(job.work.analysis_folder.resolve())
-        name = job.result.name
-        json_path = Path(self.config.models_dir) / f"{name}_pose.json"
-        job.json_display = str(json_path)
-        header = {"video": info.to_dict(), "model": self.model.to_dict(), "settings": self._settings_block(job)}
-        job.pending_outputs.add("pose_json")
+    # -- outputs ---------------------------------------------------------------------
+    def _start_outputs(self, run: VideoRun) -> None:
+        """Every registered writer's tasks, on the Dask workers. Tasks that hold
+        frames go to the front of the queue: finishing a video comes first."""
+        info, plan = run.result.info, run.plan
+        header = {"video": info.to_dict(), "model": self.model.to_dict(), "settings": self._settings_block(run)}
+        video = VideoOutputs(
+            name=run.result.name,
+            source=run.source,
+            info=info,
+            config=self.config,
+            store=str(run.work.analysis_folder.resolve()),
+            frames=run.summary["frames"],
+            chunk_starts=plan.chunk_starts,
+            header=header,
+        )
+        self._advance(run, Stage.RENDER)
+        first: list[Work] = []
+        for writer in self._writers:
+            run.pending_outputs.add(writer.name)
+            first += self._writer_works(run, writer, video)
+        self._scheduler.add_first(first)
+
+    def _writer_works(self, run: VideoRun, writer: OutputWriter, video: VideoOutputs) -> list[Work]:
+        """The writer's tasks as scheduler work; a task that takes earlier results
+        starts once those are submitted (Dask passes their results)."""
+        output_plan = writer.plan(video)
+        run.scratch += output_plan.scratch
+        info, tasks = run.result.info, output_plan.tasks
+        futures: dict[int, object] = {}
+        works: list[Work] = []
+        waiting: list[int] = []
         retries = self.config.chunk_retries
-        self._watch(job, "pose_json", self.dask.submit_pose_json(str(json_path.resolve()), header, job.store, retries))
-        if self.config.llm_data_dir:
-            llm_dir = Path(self.config.llm_data_dir)
-            job.llm_display = str(video_files(llm_dir, name)[0])
-            job.pending_outputs.add("llm_examples")
-            future = self.dask.submit_llm_examples(
-                str(llm_dir.resolve()), name, info.fps, self.config.sport_type, job.store, retries
-            )
-            self._watch(job, "llm_examples", future)
-        front: list[_Task] = []
-        if self.config.render_video:
-            job.segment_folder = segment_folder(absolute, name)
-            frames = job.summary["frames"]
-            bounds = [spec.start for spec in job.specs]
-            job.segments = plan_segments(
-                job.source, job.segment_folder, frames, info.width, info.height, info.fps, bounds
-            )
-            profile = SPORT_PROFILES[self.config.sport_type]
-            job.annotator = Annotator(fps=info.fps, frame_count=frames, angles=profile.angles[:4])
-            job.video_path = str(absolute / f"{name}_annotated.mp4")
-            job.video_display = str(output / f"{name}_annotated.mp4")
-            job.pending_outputs.add("annotated_video")
-            front += [_Task(job, "render", spec) for spec in job.segments]
-        if self.config.report:
-            job.report_path = str(absolute / f"{name}_report.html")
-            job.report_display = str(output / f"{name}_report.html")
-            job.pending_outputs.add("report")
-            front.append(_Task(job, "report"))
-        self._pending.extendleft(reversed(front))
-        self._emit(job, "render")
 
-    def _on_output(self, job: _Job, output: tuple[str, str], future) -> None:
-        name, path = output
-        if job.finished:
-            return
+        def start(i: int):
+            task = tasks[i]
+            after = [futures[j] for j in task.after]
+            # A task fed by others is not retried: its inputs come from their futures.
+            futures[i] = self.dask.submit(
+                task.fn, *task.args, *after, label=task.label, retries=0 if task.after else retries
+            )
+            for k in list(waiting):  # a task waiting for this one may start now
+                if all(j in futures for j in tasks[k].after):
+                    waiting.remove(k)
+                    self._scheduler.add(works[k])
+            return futures[i]
+
+        location = writer.location(self.config, run.result.name)
+
+        def written(done: Done) -> None:
+            self._on_output(run, writer, location, done)
+
+        for i, task in enumerate(tasks):
+            weight = kind_bytes(task.memory, info.width, info.height) if task.memory else None
+            what = f"one {task.memory} task for {info.width}x{info.height} frames"
+            # Only the last task says whether the output was written; an earlier one's
+            # failure reaches it through its inputs.
+            tag = written if i == len(tasks) - 1 else _ignore
+            works.append(Work(weight, lambda i=i: start(i), run, what, tag))
+        ready = []
+        for i, task in enumerate(tasks):
+            if task.after:
+                waiting.append(i)
+            elif task.memory:
+                ready.append(works[i])
+            else:
+                self._scheduler.add(works[i])
+        return ready
+
+    def _on_output(self, run: VideoRun, writer: OutputWriter, location: str, done: Done) -> None:
         try:
-            future.result()
-            job.result.outputs[name] = path
+            done.future.result()
         except Exception as exc:  # noqa: BLE001 - a task's error travels back as its own type
-            self._fail(job, f"{name.replace('_', ' ')}: {_task_error(exc, name.replace('_', ' '))}")
+            self._fail(run, f"{writer.label}: {self._task_error(exc, writer.label)}")
             return
-        job.pending_outputs.discard(name)
-        if not job.pending_outputs:
-            self._succeed(job)
+        run.result.outputs[writer.name] = location
+        run.pending_outputs.discard(writer.name)
+        if not run.pending_outputs:
+            self._succeed(run)
 
-    def _succeed(self, job: _Job) -> None:
-        result = job.result
-        summary = job.summary
+    def _succeed(self, run: VideoRun) -> None:
+        result, summary = run.result, run.summary
         result.success = True
         result.frames = summary["frames"]
         result.frames_analysed = summary["frames_analysed"]
         result.frames_with_person = summary["frames_with_person"]
         result.persons = summary["persons_found"]
         result.summary = summary
-        result.elapsed_s = time.perf_counter() - job.started
+        result.elapsed_s = time.perf_counter() - run.started
         result.outputs = dict(sorted(result.outputs.items()))
-        job.finished = True
-        job.work.drop_analysis()
-        job.work.mark_complete(job.output_key, result.to_dict())
-        self._emit(job, "done")
+        run.work.drop_analysis()
+        run.work.mark_complete(run.plan.output_key, result.to_dict())
+        self._advance(run, Stage.DONE)
 
-    def _settings_block(self, job: _Job) -> dict:
-        return self.config.to_dict() | {"batch_size": job.specs[0].frame_count}
+    def _task_error(self, exc: BaseException, what: str) -> str:
+        return self.dask.workers_lost(exc, what) or _one_line(exc)
 
-    def _fail(self, job: _Job, reason: str) -> None:
-        if job.finished:
+    def _settings_block(self, run: VideoRun) -> dict:
+        return self.config.to_dict() | {"batch_size": run.plan.batch_size}
+
+    def _fail(self, run: VideoRun, reason: str) -> None:
+        if run.finished:
             return
-        job.finished = True
-        self._active.pop(job, None)
-        for future in job.futures:
-            self._active.pop(future, None)
-            future.cancel()
-        if job.segment_folder is not None:
-            shutil.rmtree(job.segment_folder, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            job.work.drop_analysis()
-        job.result.success = False
-        job.result.error = reason
-        job.result.elapsed_s = time.perf_counter() - job.started
-        self._emit(job, "failed")
+        if self._scheduler is not None:
+            self._scheduler.drop(run)
+        for folder in run.scratch:
+            storage.remove_tree(folder)
+        try:
+            run.work.drop_analysis()
+        except OSError as exc:
+            logger.warning("%s: could not remove the stored analysis: %s", run.result.video, exc)
+        run.result.success = False
+        run.result.error = reason
+        run.result.elapsed_s = time.perf_counter() - run.started
+        self._advance(run, Stage.FAILED)
 
-    def _emit(self, job: _Job, stage: str) -> None:
-        if stage != "extract":
-            self.stats.video_mark(job.result.name, stage)
+    def _advance(self, run: VideoRun, stage: Stage) -> None:
+        run.advance(stage)
+        self._emit(run, stage)
+
+    def _emit(self, run: VideoRun, stage: Stage) -> None:
+        if stage is not Stage.EXTRACT:
+            self.stats.video_mark(run.result.name, str(stage))
         if self._progress is None:
             return
-        total = job.result.info.frame_count if job.result.info else 0
-        done = total if stage == "skipped" else job.frames_done
-        self._progress(ProgressEvent(job.result.video, stage, done, total, job.result.name))
+        total = run.result.info.frame_count if run.result.info else 0
+        done = total if stage is Stage.SKIPPED else run.frames_done
+        self._progress(ProgressEvent(run.result.video, str(stage), done, total, run.result.name))
 
 
-def _task_error(exc: BaseException, what: str) -> str:
-    """One line for a failed Dask task; a task whose workers kept dying says so."""
-    if type(exc).__name__ == "KilledWorker":
-        return f"the Dask workers running {what} died repeatedly (out of memory or killed); see the worker logs"
-    return _one_line(exc)
+def _ignore(done: Done) -> None:
+    pass
+
+
+def _settle(outcome: Future, finished: Future) -> None:
+    """Pass ``finished``'s result or error on to ``outcome`` (unless it was cancelled)."""
+    with _unless_cancelled():
+        if finished.exception() is not None:
+            outcome.set_exception(finished.exception())
+        else:
+            outcome.set_result(finished.result())
+
+
+def _settle_error(outcome: Future, exc: BaseException) -> None:
+    with _unless_cancelled():
+        outcome.set_exception(exc)
+
+
+class _unless_cancelled:  # noqa: N801 - used as a context manager
+    """A dropped video's future was cancelled: its late result is discarded."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, exc, tb) -> bool:
+        return kind is not None and issubclass(kind, InvalidStateError)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -750,7 +479,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def process_videos(paths: Iterable[str | Path], config: PipelineConfig | None = None, **overrides) -> BatchResult:
-    """Process several videos with one set of engines."""
+    """Process several videos with one set of engines, then the LLM step."""
     config = (config or PipelineConfig()).with_overrides(**overrides)
     with VideoPipeline(config) as pipeline:
         return pipeline.process(paths)

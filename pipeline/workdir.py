@@ -22,8 +22,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
+import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +180,14 @@ class WorkFolder:
 
     def drop_analysis(self) -> None:
         storage.remove_tree(self.analysis_folder)
+
+
+def extract_chunk(spec, settings, artifact: str) -> ChunkRecord:
+    """Task: decode ``spec``'s frames, track them with the pose backend of
+    ``settings``, write the landmarks to ``artifact`` and return the chunk's small
+    record. The landmarks never travel back to the driver."""
+    from pipeline.pose import track_chunk
+
+    started = time.time()
+    record = save_chunk(artifact, spec.index, track_chunk(spec, settings))
+    return replace(record, worker=f"{socket.gethostname()}:{os.getpid()}", started=started, finished=time.time())

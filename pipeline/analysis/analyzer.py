@@ -20,37 +20,20 @@ import numpy as np
 
 from pipeline.analysis import filters
 from pipeline.analysis.body import VELOCITY_POINTS, body_height, centre_of_mass, lowest_foot_y, segment_centres
-from pipeline.analysis.events import EventParams, count_repetitions, detect_flights, ground_contacts
+from pipeline.analysis.events import count_repetitions, detect_flights, ground_contacts
 from pipeline.analysis.kinematics import joint_angles
-from pipeline.analysis.sports import DEFAULT_SPORT, REPETITION_SIGNALS, SPORT_PROFILES
+from pipeline.analysis.sports import REPETITION_SIGNALS, SPORT_PROFILES
 from pipeline.analysis.summary import PersonSeries, summarize
 from pipeline.analysis.tracking import link_identities, torso_centres
+from pipeline.config import AnalysisParams
 from pipeline.pose.skeleton import ANGLE_NAMES
 from pipeline.pose.types import PoseChunk
+
+__all__ = ["Analysis", "AnalysisParams", "Analyzer", "TrackMeta"]
 
 # A landmark must also move this far (fraction of the frame diagonal) off its
 # window's median to be an outlier: MediaPipe's jitter below it is left to smoothing.
 OUTLIER_FLOOR_OF_DIAGONAL = 0.01
-
-
-@dataclass(frozen=True)
-class AnalysisParams:
-    """Analysis settings; the ``--quality`` preset fills them (``sport_type`` comes from the run)."""
-
-    min_visibility: float = 0.5  # below it a landmark does not contribute to an angle
-    max_track_gap_frames: int = 30  # a person unseen longer may be replaced by another
-    min_track_frames: int = 5  # shorter tracks are reported but not counted or analysed
-    max_fill_gap_s: float = 0.2  # dropouts up to this long are interpolated
-    outlier_window: int = 7  # samples, Hampel filter
-    outlier_threshold: float = 3.5  # robust sigmas
-    smoothing_window_s: float = 0.2  # Savitzky-Golay window
-    smoothing_order: int = 2
-    events: EventParams = field(default_factory=EventParams)
-    sport_type: str = DEFAULT_SPORT
-
-    def __post_init__(self) -> None:
-        if self.sport_type not in SPORT_PROFILES:
-            raise ValueError(f"sport_type: expected one of {', '.join(SPORT_PROFILES)}, got {self.sport_type!r}")
 
 
 @dataclass(frozen=True)
@@ -67,7 +50,7 @@ class Analysis:
     """Result of analysing one track (F frames, P person slots).
 
     - ``track``: the landmarks as found, person slots linked (slot k = one person);
-    - ``landmarks_px`` float32 [F, P, 33, 2]: cleaned, smoothed image landmarks
+    - ``landmarks_px`` float32 [F, P, L, 2]: cleaned, smoothed image landmarks
       in pixels (frames skipped by ``sample_fps`` interpolated, for drawing);
     - ``angles`` / ``angular_velocity`` float32 [F, P, A]: degrees and deg/s
       from the world landmarks (3D, independent of the view), NaN where a
@@ -97,7 +80,7 @@ class Analysis:
     def __post_init__(self) -> None:
         f, p = self.track.num_frames, self.track.num_slots
         expected = {
-            "landmarks_px": (f, p, 33, 2),
+            "landmarks_px": (f, p, self.track.num_landmarks, 2),
             "angles": (f, p, len(ANGLE_NAMES)),
             "angular_velocity": (f, p, len(ANGLE_NAMES)),
             "com_px": (f, p, 2),
@@ -154,7 +137,7 @@ class Analyzer:
         p = self.params
         frames, slots = linked.num_frames, linked.num_slots
         out = {
-            "landmarks_px": np.full((frames, slots, 33, 2), np.nan, np.float32),
+            "landmarks_px": np.full((frames, slots, linked.num_landmarks, 2), np.nan, np.float32),
             "angles": np.full((frames, slots, len(ANGLE_NAMES)), np.nan, np.float32),
             "angular_velocity": np.full((frames, slots, len(ANGLE_NAMES)), np.nan, np.float32),
             "com_px": np.full((frames, slots, 2), np.nan, np.float32),
@@ -190,7 +173,7 @@ class Analyzer:
     def _person(self, track, meta, rows, times, rate, slot) -> PersonSeries:
         p = self.params
         scale = np.array([meta.width, meta.height])
-        # Each intermediate [N, 33, D] series is dropped as soon as the next one exists:
+        # Each intermediate [N, L, D] series is dropped as soon as the next one exists:
         # on a long video they are the analysis' peak memory.
         raw_px = track.image_xyzv[rows, slot, :, :2].astype(np.float64) * scale
         visibility = track.image_xyzv[rows, slot, :, 3]

@@ -61,7 +61,7 @@ FOOT_POINTS = _ids("left_ankle", "right_ankle", "left_heel", "right_heel", "left
 
 
 def segment_centres(points: np.ndarray) -> np.ndarray:
-    """Centre of mass of each segment, ``[..., len(SEGMENTS), D]`` for landmarks ``[..., 33, D]``."""
+    """Centre of mass of each segment, ``[..., len(SEGMENTS), D]`` for landmarks ``[..., L, D]``."""
     centres = []
     for seg in SEGMENTS:
         a = points[..., list(seg.proximal), :].mean(axis=-2)
@@ -84,7 +84,7 @@ def _length(points: np.ndarray, a: tuple[int, ...], b: tuple[int, ...]) -> np.nd
 
 
 def body_height(points: np.ndarray) -> float:
-    """Stature in the units of ``points [T, 33, D]`` (pixels or metres), NaN if never seen.
+    """Stature in the units of ``points [T, L, D]`` (pixels or metres), NaN if never seen.
 
     Each chain link is the median over time of the longer of the left and
     right sides (the side less foreshortened by the view); the chain is then
@@ -110,7 +110,7 @@ def body_height(points: np.ndarray) -> float:
 
 
 def lowest_foot_y(points_px: np.ndarray) -> np.ndarray:
-    """Image row of the lowest foot point (largest y) per frame, ``[T]`` for ``[T, 33, 2]``."""
+    """Image row of the lowest foot point (largest y) per frame, ``[T]`` for ``[T, L, 2]``."""
     feet = points_px[..., list(FOOT_POINTS), 1]
     out = np.full(feet.shape[:-1], np.nan)
     seen = ~np.isnan(feet).all(axis=-1)

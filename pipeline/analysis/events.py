@@ -34,23 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.analysis.filters import runs, time_derivative
+from pipeline.config import EventParams
 
 G = 9.81  # m/s^2
-
-
-@dataclass(frozen=True)
-class EventParams:
-    still_speed_bh_s: float = 0.35
-    min_support_s: float = 0.08
-    apex_max_s: float = 0.3  # a still run higher than both neighbours and shorter than this is an apex
-    contact_tolerance_bh: float = 0.02
-    min_rise_bh: float = 0.03
-    same_level_bh: float = 0.05
-    min_flight_s: float = 0.1
-    max_flight_s: float = 1.5
-    max_contact_s: float = 1.0
-    rep_min_period_s: float = 0.4
-    rep_relative_prominence: float = 0.4
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ def angle_at(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
 
 
 def joint_angles(points: np.ndarray, visibility: np.ndarray | None = None, min_visibility: float = 0.0) -> np.ndarray:
-    """Joint angles (``JOINT_ANGLES`` order) for landmarks ``points [..., 33, D]``.
+    """Joint angles (``JOINT_ANGLES`` order) for landmarks ``points [..., L, D]``.
 
     Returns ``[..., len(JOINT_ANGLES)]`` float32 degrees. With ``visibility
-    [..., 33]`` an angle is NaN when any of its three landmarks is less visible
+    [..., L]`` an angle is NaN when any of its three landmarks is less visible
     than ``min_visibility``.
     """
     triples = np.array(list(JOINT_ANGLES.values()))

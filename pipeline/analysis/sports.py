@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.config import DEFAULT_SPORT, SPORT_TYPES
+
 # Signals a repetition can be counted on, with the smallest swing that counts.
 # Angles in degrees (mean of left and right), positions in body heights.
 REPETITION_SIGNALS: dict[str, float] = {
@@ -49,4 +51,5 @@ SPORT_PROFILES: dict[str, SportProfile] = {
         ("knee_angle", "hip_angle", "elbow_angle", "com_height"),
     ),
 }
-DEFAULT_SPORT = "general"
+assert tuple(SPORT_PROFILES) == SPORT_TYPES, "every sport type in pipeline.config needs a profile here"
+assert DEFAULT_SPORT in SPORT_PROFILES

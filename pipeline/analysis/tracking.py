@@ -49,7 +49,7 @@ def link_identities(
 ) -> np.ndarray:
     """Tracks of people across frames: slot ``k`` of the result follows one person.
 
-    ``image_xyzv`` is ``[F, P, 33, 4]``. Returns ``order [F, K]`` (K >= P):
+    ``image_xyzv`` is ``[F, P, L, 4]``. Returns ``order [F, K]`` (K >= P):
     track ``k`` takes the detection in slot ``order[f, k]`` of frame ``f``, or
     nothing where it is -1. Each frame's detections are assigned to the live
     tracks' last torso centres by minimum total distance (Hungarian), within a

@@ -1,6 +1,7 @@
-"""Dask side: an embedded LocalCluster on 127.0.0.1 or an existing scheduler, and
-the tasks that run on its workers: pose extraction, rendering of the annotated
-video's segments and their join, the report, the pose JSON and the LLM examples.
+"""Dask side: an embedded LocalCluster on 127.0.0.1 or an existing scheduler,
+and one generic submit. The tasks themselves (pose extraction, rendering, the
+outputs) are plain functions of the modules that own them; this module knows
+none of them.
 
 Workers read the input videos and write the outputs by path, so with an
 attached cluster the input and output folders must be visible to the workers
@@ -11,22 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
-import time
 import uuid
-from dataclasses import replace
+from collections.abc import Callable
 
 import dask
 
 from pipeline.errors import ClusterError
-from pipeline.jobs import AnalysisStore, ChunkRecord, save_chunk
-from pipeline.llm.build import write_video_examples
-from pipeline.outputs.annotate import Annotator
-from pipeline.outputs.pose_json import write_pose_json
-from pipeline.outputs.render import RenderSpec, join_rendered, render_segment
-from pipeline.outputs.report import write_report
-from pipeline.pose.estimator import EstimatorSettings, PoseEstimator
-from pipeline.video.plan import ChunkSpec
 
 logger = logging.getLogger(__name__)
 
@@ -47,53 +38,6 @@ _CLUSTER_CONFIG = {
     "distributed.admin.system-monitor.interval": "2s",
     "distributed.worker.memory.monitor-interval": "500ms",
 }
-
-# One PoseEstimator per worker process, kept for the process's life.
-_ESTIMATORS: dict[EstimatorSettings, PoseEstimator] = {}
-_ESTIMATORS_LOCK = threading.Lock()
-
-
-def worker_estimator(settings: EstimatorSettings) -> PoseEstimator:
-    with _ESTIMATORS_LOCK:
-        estimator = _ESTIMATORS.get(settings)
-        if estimator is None:
-            estimator = _ESTIMATORS[settings] = PoseEstimator(settings)
-            logger.debug("pid %d: pose estimator ready (%s)", os.getpid(), settings.model_path)
-        return estimator
-
-
-def extract_chunk(spec: ChunkSpec, settings: EstimatorSettings, artifact: str) -> ChunkRecord:
-    """Dask task: decode ``spec``'s frames, track them, write the landmarks to
-    ``artifact`` (atomically) and return the chunk's small record. The
-    landmarks never travel back to the driver."""
-    started = time.time()
-    record = save_chunk(artifact, spec.index, worker_estimator(settings)(spec))
-    return replace(record, worker=f"{socket.gethostname()}:{os.getpid()}", started=started, finished=time.time())
-
-
-def render_task(spec: RenderSpec, store: str, annotator: Annotator) -> int:
-    """Dask task: one segment of the annotated video; returns its frame count."""
-    return render_segment(spec, AnalysisStore(store).read(spec.start, spec.stop), annotator)
-
-
-def join_task(specs: list[RenderSpec], out_path: str, *written: int) -> str:
-    """Dask task: join the segments (runs once every segment is done)."""
-    return join_rendered(specs, out_path, list(written))
-
-
-def report_task(path: str, video: str, info, store: str, settings: dict) -> str:
-    """Dask task: the HTML report."""
-    return str(write_report(path, video, info, AnalysisStore(store), settings))
-
-
-def pose_json_task(path: str, header: dict, store: str) -> str:
-    """Dask task: the pose JSON, streamed from the stored analysis block by block."""
-    return str(write_pose_json(path, header, AnalysisStore(store)))
-
-
-def llm_examples_task(folder: str, name: str, fps: float, sport: str, store: str) -> dict:
-    """Dask task: the video's LLM training examples, from the stored analysis."""
-    return write_video_examples(AnalysisStore(store), folder, name, fps, sport)
 
 
 class DaskEngine:
@@ -146,31 +90,19 @@ class DaskEngine:
         found = self.client.run(lambda: (socket.gethostname(), os.getpid()))
         return sorted(pid for host, pid in found.values() if host == here)
 
-    def submit_extract(self, spec: ChunkSpec, settings: EstimatorSettings, artifact: str, retries: int):
-        key = f"extract-{os.path.basename(spec.video_path)}-{spec.index}-{uuid.uuid4().hex[:8]}"
-        return self.client.submit(extract_chunk, spec, settings, artifact, key=key, retries=retries, pure=False)
+    def submit(self, fn: Callable, *args, label: str, retries: int = 0):
+        """Run ``fn(*args)`` on a worker; futures among ``args`` are replaced by their results."""
+        key = f"{label}-{uuid.uuid4().hex[:8]}"
+        return self.client.submit(fn, *args, key=key, retries=retries, pure=False)
 
-    def submit_render_segment(self, spec: RenderSpec, store: str, annotator: Annotator, retries: int):
-        key = f"render-{os.path.basename(spec.video)}-{spec.index}-{uuid.uuid4().hex[:8]}"
-        return self.client.submit(render_task, spec, store, annotator, key=key, retries=retries, pure=False)
+    @staticmethod
+    def workers_lost(exc: BaseException, what: str) -> str | None:
+        """One line when a task failed because its workers kept dying (not by an error of its own)."""
+        from distributed.scheduler import KilledWorker
 
-    def submit_join(self, specs: list[RenderSpec], out_path: str, segments: list):
-        key = f"join-{os.path.basename(out_path)}-{uuid.uuid4().hex[:8]}"
-        return self.client.submit(join_task, specs, out_path, *segments, key=key, pure=False)
-
-    def submit_report(self, path: str, video: str, info, store: str, settings: dict, retries: int):
-        key = f"report-{os.path.basename(path)}-{uuid.uuid4().hex[:8]}"
-        return self.client.submit(report_task, path, video, info, store, settings, key=key, retries=retries, pure=False)
-
-    def submit_pose_json(self, path: str, header: dict, store: str, retries: int):
-        key = f"pose-json-{os.path.basename(path)}-{uuid.uuid4().hex[:8]}"
-        return self.client.submit(pose_json_task, path, header, store, key=key, retries=retries, pure=False)
-
-    def submit_llm_examples(self, folder: str, name: str, fps: float, sport: str, store: str, retries: int):
-        key = f"llm-examples-{name}-{uuid.uuid4().hex[:8]}"
-        return self.client.submit(
-            llm_examples_task, folder, name, fps, sport, store, key=key, retries=retries, pure=False
-        )
+        if isinstance(exc, KilledWorker):
+            return f"the Dask workers running {what} died repeatedly (out of memory or killed); see the worker logs"
+        return None
 
     def close(self) -> None:
         client = getattr(self, "client", None)

@@ -15,11 +15,11 @@ import socket
 from concurrent.futures import Future
 
 from pipeline.analysis.analyzer import Analysis, AnalysisParams, Analyzer, TrackMeta
-from pipeline.errors import ClusterError
 from pipeline.analysis.store import save_analysis
-from pipeline.workdir import ChunkRecord, load_track
+from pipeline.errors import ClusterError
 from pipeline.memory import release_freed_memory
 from pipeline.pose.types import PoseChunk
+from pipeline.workdir import ChunkRecord, load_track
 
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 MIN_OBJECT_STORE_BYTES = 80 * 1024**2

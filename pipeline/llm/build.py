@@ -20,15 +20,14 @@ import time
 from pathlib import Path
 
 from pipeline.analysis.analyzer import Analysis
-from pipeline.errors import LLMError
 from pipeline.analysis.store import AnalysisStore
+from pipeline.config import DEFAULT_VAL_FRACTION
+from pipeline.errors import LLMError
 from pipeline.llm.coach import feedback
 from pipeline.llm.dataset import ExtractorSettings, PoseDataExtractor
 from pipeline.llm.prompts import system_prompt, user_turn
 from pipeline.llm.validate import ValidationReport, validate_chat_jsonl
 from pipeline.storage import atomic_write, write_json, write_text
-
-DEFAULT_VAL_FRACTION = 0.2
 
 
 def video_files(folder: str | os.PathLike, name: str, source: str = "rules") -> tuple[Path, Path]:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.errors import LLMError
-from pipeline.storage import write_json
 from pipeline.llm.validate import OPENAI_MIN_EXAMPLES, validate_chat_jsonl
+from pipeline.storage import write_json
 
 logger = logging.getLogger(__name__)
 

@@ -8,81 +8,29 @@ combinations are errors then, not after an hour of pose estimation);
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.config import TEACHER_KEYS, TRAINERS, LLMSettings, PipelineConfig
 from pipeline.errors import ConfigError, LLMError
-from pipeline.llm.build import DEFAULT_VAL_FRACTION, assemble_dataset, read_jsonl, video_files, write_jsonl
+from pipeline.llm.build import assemble_dataset, read_jsonl, video_files, write_jsonl
 from pipeline.llm.openai_finetune import DEFAULT_OPENAI_BASE_MODEL, openai_finetune
-from pipeline.llm.teachers import DEFAULT_MODELS, KEY_VARIABLES, PROVIDERS, Teacher, TeacherSettings
+from pipeline.llm.teachers import Teacher, TeacherSettings
 
 logger = logging.getLogger(__name__)
 
-TRAINERS = ("auto", "local", "openai")
-KEYLESS = "no-key"  # sent to an OpenAI-compatible server given by --llm_base_url when no key is set
+__all__ = ["TRAINERS", "StageResult", "check_ready", "run_llm_stage"]
 
 
-@dataclass(frozen=True)
-class LLMOptions:
-    data_dir: str = "llm_training_data"
-    teachers: tuple[str, ...] = ()  # "openai", "claude"
-    models: tuple[str, ...] = ()  # --llm_model values
-    base_url: str | None = None  # an OpenAI-compatible server instead of api.openai.com
-    batch_size: int = 8
-    concurrency: int = 4
-    train: bool = False
-    trainer: str = "auto"  # auto: OpenAI with --use_openai (and no --llm_base_url), else local
-    base_model: str | None = None  # fine-tuning base: an OpenAI model, or a local path / Hugging Face name
-    wait: bool = True
-    poll_s: float = 15.0
-    models_dir: str = "llm_models"
-    val_fraction: float = DEFAULT_VAL_FRACTION
-    env: dict = field(default_factory=lambda: dict(os.environ), repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        unknown = set(self.teachers) - set(PROVIDERS)
-        if unknown:
-            raise ConfigError(f"unknown teacher(s) {', '.join(sorted(unknown))}")
-        if self.trainer not in TRAINERS:
-            raise ConfigError(f"llm_trainer: expected one of {', '.join(TRAINERS)}, got {self.trainer!r}")
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-
-    @property
-    def resolved_trainer(self) -> str:
-        if self.trainer != "auto":
-            return self.trainer
-        return "openai" if "openai" in self.teachers and not self.base_url else "local"
-
-    def model_for(self, provider: str) -> str:
-        """``--llm_model``: one value for the one teacher in use; with both, a claude-* name goes to Claude."""
-        if not self.models:
-            return DEFAULT_MODELS[provider]
-        if len(self.teachers) <= 1:
-            if len(self.models) > 1:
-                raise ConfigError(f"--llm_model given {len(self.models)} times for one teacher")
-            return self.models[0]
-        mine = [m for m in self.models if (m.startswith("claude") == (provider == "claude"))]
-        if len(mine) > 1:
-            raise ConfigError(f"--llm_model: {len(mine)} models for {provider} ({', '.join(mine)})")
-        return mine[0] if mine else DEFAULT_MODELS[provider]
-
-    def api_key(self, provider: str) -> str | None:
-        key = self.env.get(KEY_VARIABLES[provider]) or None
-        if key is None and provider == "openai" and self.base_url:
-            return KEYLESS
-        return key
-
-
-def check_ready(options: LLMOptions) -> list[str]:
+def check_ready(config: PipelineConfig) -> list[str]:
     """Errors that must stop the run before any video (ConfigError), and notes to print now."""
+    options = config.llm
     notes = []
     for provider in options.teachers:
         options.model_for(provider)
         if options.api_key(provider) is None:
-            variable = KEY_VARIABLES[provider]
+            variable = TEACHER_KEYS[provider]
             flag = "--use_openai" if provider == "openai" else "--use_claude"
             raise ConfigError(f"{flag} needs {variable}: set it in .env or the environment")
     if options.train:
@@ -120,9 +68,8 @@ class StageResult:
         self.lines.append(line)
 
 
-def _synthetic(options: LLMOptions, videos: list[str], sport: str, say, result: StageResult) -> dict:
+def _synthetic(options: LLMSettings, folder: Path, videos: list[str], sport: str, say, result: StageResult) -> dict:
     """Teacher answers for every rule-based example of ``videos``; writes ``videos/<name>.<teacher>.jsonl``."""
-    folder = Path(options.data_dir)
     examples = {v: read_jsonl(video_files(folder, v)[0]) for v in videos}
     segments = {v: read_jsonl(video_files(folder, v)[1]) for v in videos}
     items = [(seg["id"], ex["messages"][1]["content"]) for v in videos for seg, ex in zip(segments[v], examples[v])]
@@ -155,22 +102,21 @@ def _synthetic(options: LLMOptions, videos: list[str], sport: str, say, result: 
     return usage
 
 
-def run_llm_stage(
-    videos: list[str], sport: str, options: LLMOptions, settings: dict, say: Callable[[str], None] | None = None
-) -> StageResult:
-    """Teachers, dataset and training for the videos whose examples were written."""
+def run_llm_stage(videos: list[str], config: PipelineConfig, say: Callable[[str], None] | None = None) -> StageResult:
+    """Teachers, dataset and training for the videos whose examples were written
+    (to ``config.llm_data_dir``)."""
     say = say or (lambda text: logger.info("%s", text))
+    options, sport, folder = config.llm, config.sport_type, Path(config.llm_data_dir)
+    settings = {"sport_type": sport, "quality": config.quality, "pose_model": config.resolved_pose_model}
     result = StageResult()
     if not videos:
         if options.teachers or options.train:
             result.fail("no LLM training data: no video produced examples")
         return result
     try:
-        usage = _synthetic(options, videos, sport, say, result) if options.teachers else {}
+        usage = _synthetic(options, folder, videos, sport, say, result) if options.teachers else {}
         sources = ("rules", *options.teachers)
-        card = assemble_dataset(
-            options.data_dir, videos, sources, options.val_fraction, settings, extras={"synthetic": usage}
-        )
+        card = assemble_dataset(folder, videos, sources, options.val_fraction, settings, extras={"synthetic": usage})
     except LLMError as exc:
         result.fail(f"LLM data: {exc}")
         return result
@@ -179,14 +125,14 @@ def run_llm_stage(
     result.lines.append(
         f"LLM data: {splits['train']['examples']} train + {splits['val']['examples']} val examples "
         f"(about {splits['train']['tokens_estimate'] + splits['val']['tokens_estimate']} tokens) "
-        f"-> {Path(options.data_dir) / 'dataset_card.md'}"
+        f"-> {folder / 'dataset_card.md'}"
     )
     if options.train:
         _train(options, card, say, result)
     return result
 
 
-def _train(options: LLMOptions, card: dict, say, result: StageResult) -> None:
+def _train(options: LLMSettings, card: dict, say, result: StageResult) -> None:
     train, val = card["splits"]["train"]["path"], card["splits"]["val"]["path"]
     Path(options.models_dir).mkdir(parents=True, exist_ok=True)
     if "claude" in options.teachers:

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from pipeline.config import DEFAULT_TEACHER_MODELS, TEACHER_KEYS, TEACHERS
 from pipeline.errors import LLMError
 from pipeline.llm.prompts import system_prompt
 from pipeline.llm.validate import ungrounded_numbers
@@ -37,9 +38,9 @@ from pipeline.storage import atomic_write
 
 logger = logging.getLogger(__name__)
 
-PROVIDERS = ("openai", "claude")
-KEY_VARIABLES = {"openai": "OPENAI_API_KEY", "claude": "ANTHROPIC_API_KEY"}
-DEFAULT_MODELS = {"openai": "gpt-4.1-mini", "claude": "claude-haiku-4-5"}
+PROVIDERS = TEACHERS
+KEY_VARIABLES = TEACHER_KEYS
+DEFAULT_MODELS = DEFAULT_TEACHER_MODELS
 # List prices in USD per million tokens (input, output), for the cost estimate only.
 # A model not listed gets no estimate; the longest matching prefix wins (dated snapshots).
 PRICES_PER_MTOK: dict[str, tuple[float, float]] = {

@@ -45,7 +45,13 @@ class ValidationReport:
         return "; ".join(self.errors[:n]) + more
 
 
-def _check_example(data) -> str | None:
+def check_chat_example(data: object) -> str | None:
+    """What is wrong with one parsed line of chat JSONL, or None when it is a valid example.
+
+    The one definition of a valid example, shared by the validator and the local trainer: an object with a
+    non-empty ``messages`` list of known roles with text content, an optional system prompt first, then user and
+    assistant turns alternating, starting with the user and ending with the assistant's answer.
+    """
     if not isinstance(data, dict):
         return "not a JSON object"
     unknown = set(data) - TOP_KEYS
@@ -67,13 +73,26 @@ def _check_example(data) -> str | None:
         if message["role"] == "system" and k != 0:
             return f"message {k}: a system message may only come first"
     turns = [m["role"] for m in messages if m["role"] != "system"]
-    if not turns or turns[-1] != "assistant":
+    if "assistant" not in turns:
+        return "no assistant turn: the last message must be the assistant's answer"
+    if turns[-1] != "assistant":
         return "the last message must be the assistant's answer"
     if any(a == b for a, b in zip(turns, turns[1:])):
         return "user and assistant messages must alternate"
     if turns[0] != "user":
         return "the first message after the system prompt must be the user's"
     return None
+
+
+def parse_chat_line(line: str) -> tuple[dict | None, str | None]:
+    """One line of chat JSONL as ``(example, None)``, or ``(None, problem)`` when it is not valid JSON or not a
+    valid example (see :func:`check_chat_example`)."""
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON ({exc.msg})"
+    problem = check_chat_example(data)
+    return (None, problem) if problem else (data, None)
 
 
 def validate_chat_jsonl(path: str | os.PathLike, min_examples: int = 1) -> ValidationReport:
@@ -87,13 +106,8 @@ def validate_chat_jsonl(path: str | os.PathLike, min_examples: int = 1) -> Valid
         report.errors.append(f"{path}: cannot read ({exc})")
         return report
     for number, line in enumerate(lines, start=1):
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            report.errors.append(f"{path}:{number}: not valid JSON ({exc.msg})")
-            continue
-        problem = _check_example(data)
-        if problem:
+        data, problem = parse_chat_line(line)
+        if data is None:
             report.errors.append(f"{path}:{number}: {problem}")
             continue
         tokens = example_tokens(data)

@@ -13,9 +13,12 @@ import numpy as np
 from pipeline.analysis.analyzer import Analysis
 from pipeline.analysis.body import VELOCITY_POINTS
 from pipeline.analysis.store import AnalysisStore
+from pipeline.config import PipelineConfig
+from pipeline.outputs.registry import DiskNeed, OutputPlan, OutputTask, OutputWriter, VideoOutputs, join_location
 from pipeline.pose.skeleton import ANGLE_NAMES, LANDMARK_NAMES
 from pipeline.pose.types import PoseChunk
 from pipeline.storage import atomic_write
+from pipeline.video.probe import VideoInfo
 
 SCHEMA_VERSION = "1.1"
 DECIMALS = 5  # ~0.01 px on a 4K frame for normalised coordinates; 0.01 mm in world
@@ -123,3 +126,27 @@ def read_pose_json(path: str | os.PathLike) -> tuple[dict, PoseChunk]:
             chunk.presence[row, person["id"]] = landmarks[:, 4]
             chunk.world_xyz[row, person["id"]] = np.array(person["world_landmarks"], dtype=np.float64)
     return document, chunk
+
+
+# -- the writer ---------------------------------------------------------------------
+JSON_BYTES_PER_FRAME_SLOT = 6 * 1024  # disk estimate (generous; measured on the sample clip)
+
+
+def pose_json_task(path: str, header: dict, store: str) -> str:
+    """Task: the pose JSON, streamed from the stored analysis block by block."""
+    return str(write_pose_json(path, header, AnalysisStore(store)))
+
+
+class PoseJsonWriter(OutputWriter):
+    name = "pose_json"
+    label = "pose JSON"
+
+    def location(self, config: PipelineConfig, name: str) -> str:
+        return join_location(config.models_dir, f"{name}_pose.json")
+
+    def disk_need(self, config: PipelineConfig, info: VideoInfo) -> DiskNeed:
+        return DiskNeed(config.models_dir, self.label, info.frame_count * config.num_poses * JSON_BYTES_PER_FRAME_SLOT)
+
+    def plan(self, video: VideoOutputs) -> OutputPlan:
+        task = OutputTask(pose_json_task, (self.target(video), video.header, video.store), f"pose-json-{video.name}")
+        return OutputPlan([task])

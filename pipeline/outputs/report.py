@@ -15,9 +15,11 @@ import numpy as np
 
 from pipeline.analysis.analyzer import Analysis
 from pipeline.analysis.sports import SPORT_PROFILES
-from pipeline.errors import OutputError, VideoError
 from pipeline.analysis.store import AnalysisStore
+from pipeline.config import PipelineConfig
+from pipeline.errors import OutputError, VideoError
 from pipeline.outputs.annotate import PALETTE, Annotator
+from pipeline.outputs.registry import OutputPlan, OutputTask, OutputWriter, VideoOutputs, join_location
 from pipeline.pose.skeleton import ANGLE_NAMES
 from pipeline.storage import write_text
 from pipeline.video.probe import VideoInfo
@@ -256,3 +258,24 @@ def write_report(
     )
     write_text(path, page)
     return path
+
+
+# -- the writer ---------------------------------------------------------------------
+def report_task(path: str, video: str, info: VideoInfo, store: str, settings: dict) -> str:
+    """Task: the HTML report."""
+    return str(write_report(path, video, info, AnalysisStore(store), settings))
+
+
+class ReportWriter(OutputWriter):
+    name = "report"
+    label = "report"
+
+    def enabled(self, config: PipelineConfig) -> bool:
+        return config.report
+
+    def location(self, config: PipelineConfig, name: str) -> str:
+        return join_location(config.output_dir, f"{name}_report.html")
+
+    def plan(self, video: VideoOutputs) -> OutputPlan:
+        args = (self.target(video), video.source, video.info, video.store, video.header["settings"])
+        return OutputPlan([OutputTask(report_task, args, f"report-{video.name}", "report")])

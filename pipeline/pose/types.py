@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from pipeline.pose.skeleton import NUM_LANDMARKS
+from pipeline.pose.skeleton import DEFAULT_SKELETON
 
 _FRAME_ARRAYS = ("frame_index", "timestamp_ms", "sampled")
 _PERSON_ARRAYS = ("image_xyzv", "world_xyz", "presence")
@@ -19,18 +19,19 @@ ARRAY_NAMES: tuple[str, ...] = _ARRAYS  # what a PoseChunk holds, in the order i
 class PoseChunk:
     """Landmarks of frames ``frame_index[0] .. frame_index[-1]`` (contiguous).
 
-    Shapes (F frames, P person slots = ``num_poses``, 33 landmarks):
+    Shapes (F frames, P person slots = ``num_poses``, L landmarks = the
+    backend's ``skeleton.num_landmarks``):
 
     - ``frame_index`` int64 [F], ``timestamp_ms`` float64 [F]
-    - ``sampled`` bool [F]: the frame was given to the landmarker
+    - ``sampled`` bool [F]: the frame was given to the pose model
       (false only when ``sample_fps`` skips it)
-    - ``image_xyzv`` float32 [F, P, 33, 4]: x, y normalised to the frame
+    - ``image_xyzv`` float32 [F, P, L, 4]: x, y normalised to the frame
       width/height, z on roughly the scale of x, visibility in [0, 1]
-    - ``world_xyz`` float32 [F, P, 33, 3]: metres, origin between the hips
-    - ``presence`` float32 [F, P, 33]: probability that the landmark is in frame
+    - ``world_xyz`` float32 [F, P, L, 3]: metres, origin between the hips
+    - ``presence`` float32 [F, P, L]: probability that the landmark is in frame
 
     A person slot holds NaN where no person was found. Slots are in the
-    landmarker's order; identities across frames are linked by the analysis.
+    model's order; identities across frames are linked by the analysis.
     """
 
     frame_index: np.ndarray
@@ -42,14 +43,14 @@ class PoseChunk:
 
     def __post_init__(self) -> None:
         frames = self.frame_index.shape[0]
-        persons = self.image_xyzv.shape[1] if self.image_xyzv.ndim == 4 else -1
+        persons, landmarks = self.image_xyzv.shape[1:3] if getattr(self.image_xyzv, "ndim", 0) == 4 else (-1, -1)
         expected = {
             "frame_index": ((frames,), np.int64),
             "timestamp_ms": ((frames,), np.float64),
             "sampled": ((frames,), np.bool_),
-            "image_xyzv": ((frames, persons, NUM_LANDMARKS, 4), np.float32),
-            "world_xyz": ((frames, persons, NUM_LANDMARKS, 3), np.float32),
-            "presence": ((frames, persons, NUM_LANDMARKS), np.float32),
+            "image_xyzv": ((frames, persons, landmarks, 4), np.float32),
+            "world_xyz": ((frames, persons, landmarks, 3), np.float32),
+            "presence": ((frames, persons, landmarks), np.float32),
         }
         for name, (shape, dtype) in expected.items():
             value = getattr(self, name)
@@ -60,15 +61,19 @@ class PoseChunk:
             raise ValueError("frame_index must be contiguous and increasing")
 
     @classmethod
-    def empty(cls, start: int, frames: int, num_poses: int, fps: float) -> PoseChunk:
+    def empty(
+        cls, start: int, frames: int, num_poses: int, fps: float, landmarks: int = DEFAULT_SKELETON.num_landmarks
+    ) -> PoseChunk:
+        """``frames`` frames from ``start``, every slot empty (NaN), every frame sampled,
+        timestamps ``index * 1000 / fps``; ``landmarks`` per person (the skeleton's count)."""
         index = np.arange(start, start + frames, dtype=np.int64)
         return cls(
             frame_index=index,
             timestamp_ms=index * (1000.0 / fps),
             sampled=np.ones(frames, dtype=bool),
-            image_xyzv=np.full((frames, num_poses, NUM_LANDMARKS, 4), np.nan, np.float32),
-            world_xyz=np.full((frames, num_poses, NUM_LANDMARKS, 3), np.nan, np.float32),
-            presence=np.full((frames, num_poses, NUM_LANDMARKS), np.nan, np.float32),
+            image_xyzv=np.full((frames, num_poses, landmarks, 4), np.nan, np.float32),
+            world_xyz=np.full((frames, num_poses, landmarks, 3), np.nan, np.float32),
+            presence=np.full((frames, num_poses, landmarks), np.nan, np.float32),
         )
 
     @classmethod
@@ -90,6 +95,10 @@ class PoseChunk:
     @property
     def num_slots(self) -> int:
         return int(self.image_xyzv.shape[1])
+
+    @property
+    def num_landmarks(self) -> int:
+        return int(self.image_xyzv.shape[2])
 
     @property
     def detected(self) -> np.ndarray:

@@ -32,6 +32,7 @@ Location = str | os.PathLike
 
 __all__ = [
     "Location",
+    "absolute",
     "atomic_write",
     "ensure_writable",
     "exists",
@@ -67,6 +68,12 @@ def local_path(location: Location) -> Path:
     return Path(text.removeprefix("file://"))
 
 
+def absolute(location: Location) -> str:
+    """A local path made absolute (for processes that run in another directory); a URL as it is."""
+    text = os.fspath(location)
+    return str(local_path(text).resolve()) if is_local(text) else text
+
+
 def url_to_fs(location: Location):
     """``(filesystem, path)`` for any location (fsspec's ``url_to_fs``)."""
     from fsspec.core import url_to_fs as _url_to_fs
@@ -78,7 +85,7 @@ def join(location: Location, *parts: str) -> str:
     """``location/part/...`` for a path or a URL."""
     text = os.fspath(location)
     if is_local(text):
-        return os.path.join(text, *parts)
+        return str(Path(text, *parts))
     return "/".join([text.rstrip("/"), *(p.strip("/") for p in parts)])
 
 

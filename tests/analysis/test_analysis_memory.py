@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from pipeline.analysis.analyzer import AnalysisParams, Analyzer, TrackMeta
-from pipeline.engines.ray_engine import AnalyzerActor
 from pipeline.analysis.store import AnalysisStore
-from pipeline.workdir import load_track, save_chunk
-from pipeline.pose.estimator import EstimatorSettings, PoseEstimator
+from pipeline.engines.ray_engine import AnalyzerActor
+from pipeline.pose import MediaPipeSettings, track_chunk
 from pipeline.pose.types import PoseChunk
 from pipeline.video.plan import ChunkSpec
 from pipeline.video.probe import probe_video
+from pipeline.workdir import load_track, save_chunk
 
 REPEATS = 40  # 230 frames x 40 = 9,200 frames: 5 minutes at 30 fps
 CHUNK_FRAMES = 1800
@@ -36,8 +36,8 @@ PEAK_BYTES_PER_FRAME_SLOT = 3_200
 def long_track(sample_video, lite_model) -> tuple[PoseChunk, TrackMeta]:
     info = probe_video(str(sample_video))
     spec = ChunkSpec(str(sample_video), 0, 0, info.frame_count, 0, info.fps, None, True)
-    settings = EstimatorSettings(model_path=lite_model.path, model_sha256=lite_model.sha256, num_poses=2)
-    clip = PoseEstimator(settings)(spec)
+    settings = MediaPipeSettings(model_path=lite_model.path, model_sha256=lite_model.sha256, num_poses=2)
+    clip = track_chunk(spec, settings)
     assert clip.num_frames == info.frame_count and clip.detected.any(axis=0).all()  # both slots hold people
     frames = clip.num_frames * REPEATS
     track = PoseChunk.empty(0, frames, clip.num_slots, info.fps)

@@ -141,11 +141,11 @@ def test_reloaded_adapter_is_the_trained_model(trained, data) -> None:
 
     # The reloaded model scores the training set exactly as the in-memory model did right after training, and the
     # bare base model scores it as the untrained one did: the adapter weights were saved and are applied.
-    conversations = trainer._read_chat_jsonl(data[0])
-    examples, _, _ = trainer._encode(tokenizer, conversations, SETTINGS.max_length)
+    conversations = trainer.read_chat_jsonl(data[0])
+    examples, _, _ = trainer.encode_conversations(tokenizer, conversations, SETTINGS.max_length)
     pad_id = tokenizer.pad_token_id
-    assert trainer._mean_loss(model, examples, pad_id, 4) == pytest.approx(record.train_eval_loss_after, rel=1e-5)
-    assert trainer._mean_loss(bare, examples, pad_id, 4) == pytest.approx(record.train_eval_loss_before, rel=1e-5)
+    assert trainer.mean_loss(model, examples, pad_id, 4) == pytest.approx(record.train_eval_loss_after, rel=1e-5)
+    assert trainer.mean_loss(bare, examples, pad_id, 4) == pytest.approx(record.train_eval_loss_before, rel=1e-5)
 
     prompt = tokenizer.apply_chat_template(conversations[0][:-1], tokenize=False, add_generation_prompt=True)
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)

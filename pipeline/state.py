@@ -1,0 +1,74 @@
+"""One video in flight: its stage, as a small state machine, and what it has
+gathered so far (chunk records, the analysis summary, outputs still pending)."""
+
+from __future__ import annotations
+
+import time
+from enum import StrEnum
+from pathlib import Path
+
+from pipeline.plan import VideoPlan
+from pipeline.results import VideoResult
+from pipeline.workdir import ChunkRecord, WorkFolder
+
+
+class Stage(StrEnum):
+    """Where a video is. The values are the ``stage`` of its ProgressEvents."""
+
+    NEW = "new"  # probed, not planned yet
+    PLANNED = "planned"  # chunks planned; the finished ones of an earlier run found
+    EXTRACT = "extract"  # chunks on the Dask workers
+    ANALYZE = "analyze"  # the track on a Ray actor
+    RENDER = "render"  # the outputs being written
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # complete from an earlier run
+
+    @property
+    def final(self) -> bool:
+        return self in (Stage.DONE, Stage.FAILED, Stage.SKIPPED)
+
+
+_NEXT: dict[Stage, frozenset[Stage]] = {
+    Stage.NEW: frozenset({Stage.PLANNED, Stage.SKIPPED}),
+    Stage.PLANNED: frozenset({Stage.EXTRACT, Stage.ANALYZE}),
+    Stage.EXTRACT: frozenset({Stage.ANALYZE}),
+    Stage.ANALYZE: frozenset({Stage.RENDER}),
+    Stage.RENDER: frozenset({Stage.DONE}),
+}
+
+
+class VideoRun:
+    """Book-keeping of one video while it is in flight."""
+
+    def __init__(self, path: Path, name: str, work: WorkFolder) -> None:
+        self.result = VideoResult(video=str(path), name=name)
+        self.source = str(path.resolve())  # what the workers open: they may run in another directory
+        self.work = work
+        self.stage = Stage.NEW
+        self.started = time.perf_counter()
+        self.plan: VideoPlan | None = None
+        self.records: dict[int, ChunkRecord] = {}
+        self.summary: dict | None = None
+        self.pending_outputs: set[str] = set()
+        self.scratch: list[str] = []  # folders to remove if the video fails
+
+    def advance(self, stage: Stage) -> None:
+        """Move to ``stage``; any stage may fail, others only forward."""
+        if stage is not Stage.FAILED and stage not in _NEXT.get(self.stage, ()):
+            raise RuntimeError(f"{self.result.name}: {self.stage} cannot go to {stage}")
+        if self.stage.final:
+            raise RuntimeError(f"{self.result.name}: already {self.stage}")
+        self.stage = stage
+
+    @property
+    def finished(self) -> bool:
+        return self.stage.final
+
+    @property
+    def frames_done(self) -> int:
+        return sum(r.frames for r in self.records.values())
+
+    @property
+    def all_chunks_done(self) -> bool:
+        return self.plan is not None and len(self.records) == len(self.plan.specs)
