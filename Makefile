@@ -36,6 +36,7 @@ test: setup lint browser
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline tests bench pipeline.py
 	$(BIN)/ruff format --check pipeline tests bench pipeline.py
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) output/* output/.jobs models/* llm_training_data/* llm_models/*

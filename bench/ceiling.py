@@ -107,7 +107,6 @@ def run_ceiling(settings: LoopSettings, loops: int) -> dict:
 
 def main() -> None:
     from pipeline.config import QUALITY_PRESETS
-    from pipeline.pose.backends import preset_value
     from pipeline.pose.models import resolve_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -117,7 +116,7 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=4)
     args = parser.parse_args()
     preset = QUALITY_PRESETS[args.quality]
-    estimator = MediaPipeSettings.from_preset(preset, resolve_model(preset_value(preset, "pose_model")))
+    estimator = MediaPipeSettings.from_preset(preset, resolve_model(preset.pose_model))
     settings = LoopSettings(video=args.video, estimator=estimator, passes=args.passes)
     print(json.dumps(run_ceiling(settings, args.loops), indent=2))
 

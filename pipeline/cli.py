@@ -21,12 +21,12 @@ from pipeline.analysis.sports import DEFAULT_SPORT, SPORT_PROFILES
 from pipeline.config import QUALITY_PRESETS, LLMSettings, PipelineConfig, load_env
 from pipeline.errors import ClusterError, ConfigError, InputError, ModelError, OutputError, PipelineError
 from pipeline.inputs import discover_videos
-from pipeline.storage import ensure_writable, write_json
 from pipeline.llm.openai_finetune import DEFAULT_OPENAI_BASE_MODEL
 from pipeline.llm.stage import TRAINERS, check_ready
 from pipeline.llm.teachers import DEFAULT_MODELS
 from pipeline.llm.trainer import DEFAULT_BASE_MODEL
 from pipeline.stats import RunStats, process_start_time
+from pipeline.storage import ensure_writable, write_json
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
 logger = logging.getLogger("pipeline")

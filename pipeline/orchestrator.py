@@ -168,7 +168,7 @@ class VideoPipeline:
         self._run([run for run in runs if not run.finished])
         batch = BatchResult(videos=[run.result for run in runs], elapsed_s=time.perf_counter() - t0)
         batch.memory = self.monitor.report()
-        batch.summary_csv = str(write_summary_csv(Path(self.config.output_dir) / "summary.csv", batch.videos))
+        batch.summary_csv = write_summary_csv(storage.join(self.config.output_dir, "summary.csv"), batch.videos)
         if self.config.llm_data_dir is not None:
             done = [r.name for r in batch.videos if r.success and "llm_examples" in r.outputs]
             batch.llm = run_llm_stage(done, self.config)

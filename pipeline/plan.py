@@ -41,7 +41,7 @@ def plan_video(
     """
     batch = config.batch_size or auto_batch_size(info.frame_count, workers, batch_frames)
     specs = tuple(plan_chunks(replace(info, path=source), batch, config.resolved_warmup_frames, config.sample_fps))
-    settings = asdict(estimator)
+    settings = {"backend": estimator.backend_name} | asdict(estimator)
     settings.pop("model_path")
     extract_key = {
         "estimator": settings,

@@ -17,8 +17,8 @@ import hashlib
 import json
 import os
 import time
-from pathlib import Path
 
+from pipeline import storage
 from pipeline.analysis.analyzer import Analysis
 from pipeline.analysis.store import AnalysisStore
 from pipeline.config import DEFAULT_VAL_FRACTION
@@ -27,23 +27,28 @@ from pipeline.llm.coach import feedback
 from pipeline.llm.dataset import ExtractorSettings, PoseDataExtractor
 from pipeline.llm.prompts import system_prompt, user_turn
 from pipeline.llm.validate import ValidationReport, validate_chat_jsonl
-from pipeline.storage import atomic_write, write_json, write_text
 
 
-def video_files(folder: str | os.PathLike, name: str, source: str = "rules") -> tuple[Path, Path]:
+def video_files(folder: storage.Location, name: str, source: str = "rules") -> tuple[str, str]:
     """The examples file of one video and source, and the segments file (shared by the sources)."""
-    videos = Path(folder) / "videos"
-    examples = videos / (f"{name}.jsonl" if source == "rules" else f"{name}.{source}.jsonl")
-    return examples, videos / f"{name}.segments.jsonl"
+    examples = f"{name}.jsonl" if source == "rules" else f"{name}.{source}.jsonl"
+    return storage.join(folder, "videos", examples), storage.join(folder, "videos", f"{name}.segments.jsonl")
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
+def info_file(folder: storage.Location, name: str) -> str:
+    """What was written for one video and what was left out (``videos/<name>.info.json``)."""
+    return storage.join(folder, "videos", f"{name}.info.json")
+
+
+def write_jsonl(path: storage.Location, rows: list[dict]) -> None:
     """One JSON object per line, written atomically."""
-    atomic_write(path, lambda fh: fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), text=True)
+    storage.atomic_write(
+        path, lambda fh: fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), text=True
+    )
 
 
-def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
+def read_jsonl(path: storage.Location) -> list[dict]:
+    with storage.open_file(path, "r", encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
 
@@ -74,9 +79,9 @@ def write_video_examples(
     examples_path, segments_path = video_files(folder, name)
     info = {"examples": len(examples), "left_out": extractor.skipped, "sport_type": sport}
     write_jsonl(segments_path, meta)
-    write_json(segments_path.with_name(f"{name}.info.json"), info, indent=None, sort_keys=False)
+    storage.write_json(info_file(folder, name), info, indent=None, sort_keys=False)
     write_jsonl(examples_path, examples)
-    return info | {"path": str(examples_path)}
+    return info | {"path": examples_path}
 
 
 def assign_splits(videos: list[str], val_fraction: float = DEFAULT_VAL_FRACTION, seed: str = "") -> dict[str, str]:
@@ -104,20 +109,19 @@ def assemble_dataset(
 ) -> dict:
     """``train.jsonl`` / ``val.jsonl`` from the per-video files of ``videos``, both
     validated, and the dataset card. Returns the card's data (``dataset.json``)."""
-    folder = Path(folder)
     split = assign_splits(videos, val_fraction)
     rows: dict[str, list[dict]] = {"train": [], "val": []}
     per_video = []
     left_out: dict[str, int] = {}
     for video in videos:
-        info_path = video_files(folder, video)[1].with_name(f"{video}.info.json")
-        if info_path.is_file():
-            for reason, n in json.loads(info_path.read_text(encoding="utf-8"))["left_out"].items():
+        info_path = info_file(folder, video)
+        if storage.exists(info_path):
+            for reason, n in storage.read_json(info_path)["left_out"].items():
                 left_out[reason] = left_out.get(reason, 0) + n
         counts = {}
         for source in sources:
             path, _ = video_files(folder, video, source)
-            if not path.is_file():
+            if not storage.exists(path):
                 if source == "rules":
                     raise LLMError(f"{path} is missing: the examples of {video} were not written")
                 continue
@@ -127,7 +131,7 @@ def assemble_dataset(
         per_video.append({"video": video, "split": split[video], "examples": counts})
     reports: dict[str, ValidationReport] = {}
     for name, examples in rows.items():
-        path = folder / f"{name}.jsonl"
+        path = storage.join(folder, f"{name}.jsonl")
         write_jsonl(path, examples)
         reports[name] = validate_chat_jsonl(path, min_examples=0)
         if not reports[name].ok:
@@ -136,7 +140,7 @@ def assemble_dataset(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "format": "chat JSONL: {messages: [system, user, assistant]} (OpenAI fine-tuning and common open-source trainers)",
         "splits": {
-            name: {"path": str(folder / f"{name}.jsonl"), "examples": r.examples, "tokens_estimate": r.tokens}
+            name: {"path": storage.join(folder, f"{name}.jsonl"), "examples": r.examples, "tokens_estimate": r.tokens}
             for name, r in reports.items()
         },
         "sources": list(sources),
@@ -147,8 +151,8 @@ def assemble_dataset(
         "settings": settings or {},
         **(extras or {}),
     }
-    write_json(folder / "dataset.json", card)
-    write_text(folder / "dataset_card.md", card_markdown(card))
+    storage.write_json(storage.join(folder, "dataset.json"), card)
+    storage.write_text(storage.join(folder, "dataset_card.md"), card_markdown(card))
     return card
 
 

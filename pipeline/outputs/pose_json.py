@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 
@@ -17,7 +15,7 @@ from pipeline.config import PipelineConfig
 from pipeline.outputs.registry import DiskNeed, OutputPlan, OutputTask, OutputWriter, VideoOutputs, join_location
 from pipeline.pose.skeleton import ANGLE_NAMES, LANDMARK_NAMES
 from pipeline.pose.types import PoseChunk
-from pipeline.storage import atomic_write
+from pipeline.storage import Location, atomic_write, open_file
 from pipeline.video.probe import VideoInfo
 
 SCHEMA_VERSION = "1.1"
@@ -76,10 +74,9 @@ def frame_entries(analysis: Analysis):
         yield entry
 
 
-def write_pose_json(path: str | os.PathLike, header: dict, analysis: Analysis | AnalysisStore) -> Path:
+def write_pose_json(path: Location, header: dict, analysis: Analysis | AnalysisStore) -> str:
     """Write the document; frames are streamed to the file one by one (from a
-    stored analysis, read a block of frames at a time)."""
-    path = Path(path)
+    stored analysis, read a block of frames at a time). Returns its location."""
     blocks = analysis.blocks() if isinstance(analysis, AnalysisStore) else [analysis]
     document = {
         "schema_version": SCHEMA_VERSION,
@@ -105,13 +102,12 @@ def write_pose_json(path: str | os.PathLike, header: dict, analysis: Analysis | 
                 first = False
         fh.write("]}\n")
 
-    atomic_write(path, write, text=True)
-    return path
+    return atomic_write(path, write, text=True)
 
 
-def read_pose_json(path: str | os.PathLike) -> tuple[dict, PoseChunk]:
+def read_pose_json(path: Location) -> tuple[dict, PoseChunk]:
     """Load a pose JSON back into its header (everything but the frames) and a PoseChunk."""
-    with open(path, encoding="utf-8") as fh:
+    with open_file(path, "r", encoding="utf-8") as fh:
         document = json.load(fh)
     frames = document.pop("frames")
     slots = max([1] + [p["id"] + 1 for f in frames for p in (f["persons"] or [])])
@@ -134,7 +130,7 @@ JSON_BYTES_PER_FRAME_SLOT = 6 * 1024  # disk estimate (generous; measured on the
 
 def pose_json_task(path: str, header: dict, store: str) -> str:
     """Task: the pose JSON, streamed from the stored analysis block by block."""
-    return str(write_pose_json(path, header, AnalysisStore(store)))
+    return write_pose_json(path, header, AnalysisStore(store))
 
 
 class PoseJsonWriter(OutputWriter):

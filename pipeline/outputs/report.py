@@ -206,11 +206,8 @@ def _person_rows(summary: dict) -> list[list]:
     return rows
 
 
-def write_report(
-    path: str | Path, video: str, info: VideoInfo, analysis: Analysis | AnalysisStore, settings: dict
-) -> Path:
-    """Write the report for one video (from an Analysis or a stored one); returns its path."""
-    path = Path(path)
+def write_report(path: str, video: str, info: VideoInfo, analysis: Analysis | AnalysisStore, settings: dict) -> str:
+    """Write the report for one video (from an Analysis or a stored one); returns its location."""
     analysis = _Series(analysis)
     summary = analysis.summary
     profile = SPORT_PROFILES[summary["sport_type"]]
@@ -256,14 +253,13 @@ def write_report(
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(Path(video).name)} report</title>'
         f"<style>{_STYLE}</style><script>{_PAGE_SCRIPT}</script></head><body>{''.join(parts)}</body></html>"
     )
-    write_text(path, page)
-    return path
+    return write_text(path, page)
 
 
 # -- the writer ---------------------------------------------------------------------
 def report_task(path: str, video: str, info: VideoInfo, store: str, settings: dict) -> str:
     """Task: the HTML report."""
-    return str(write_report(path, video, info, AnalysisStore(store), settings))
+    return write_report(path, video, info, AnalysisStore(store), settings)
 
 
 class ReportWriter(OutputWriter):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable
-from pathlib import Path
 
 from pipeline.storage import atomic_write
 
@@ -69,13 +68,12 @@ def summary_rows(results: Iterable) -> list[dict]:
     return rows
 
 
-def write_summary_csv(path: str | Path, results: Iterable) -> Path:
-    path = Path(path)
+def write_summary_csv(path: str, results: Iterable) -> str:
+    """Write the batch's table; returns its location."""
 
     def write(fh) -> None:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS, restval="", lineterminator="\n")
         writer.writeheader()
         writer.writerows(summary_rows(results))
 
-    atomic_write(path, write, text=True)
-    return path
+    return atomic_write(path, write, text=True)

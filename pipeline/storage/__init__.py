@@ -212,7 +212,7 @@ def volume_id(location: Location) -> str:
         return f"dev:{os.stat(local_path(location)).st_dev}"
     fs, path = url_to_fs(location)
     protocol = fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
-    return f"{protocol}:{path.split('/', 1)[0]}"
+    return f"{protocol}:{path.lstrip('/').split('/', 1)[0]}"
 
 
 def free_bytes(location: Location) -> int | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -207,9 +208,7 @@ def test_offline_local_training_from_the_cli(run):
 def test_each_sport_shapes_the_examples_and_stays_grounded(run, tmp_path, sport):
     root, _ = run
     header, track = read_pose_json(root / "models" / "demo_pose.json")
-    params = QUALITY_PRESETS["fast"]["analysis"].__class__(
-        **{**QUALITY_PRESETS["fast"]["analysis"].__dict__, "sport_type": sport}
-    )
+    params = replace(QUALITY_PRESETS["fast"].analysis, sport_type=sport)
     video = header["video"]
     analysis = Analyzer(params)(track, TrackMeta(video["width"], video["height"], video["fps"]))
     pose_json = write_pose_json(tmp_path / "demo_pose.json", {"video": video}, analysis)
@@ -233,9 +232,7 @@ def test_sport_specific_feedback(run, tmp_path):
     video = header["video"]
     texts = {}
     for sport in ("squat", "jumping_jacks"):
-        params = QUALITY_PRESETS["fast"]["analysis"].__class__(
-            **{**QUALITY_PRESETS["fast"]["analysis"].__dict__, "sport_type": sport}
-        )
+        params = replace(QUALITY_PRESETS["fast"].analysis, sport_type=sport)
         analysis = Analyzer(params)(track, TrackMeta(video["width"], video["height"], video["fps"]))
         write_video_examples(analysis, tmp_path / sport, "demo", video["fps"], sport)
         texts[sport] = " ".join(
@@ -266,7 +263,7 @@ def test_assemble_keeps_each_video_in_one_split(run, tmp_path):
     source = video_files(root / "data", "demo")[0]
     names = [f"video{i}" for i in range(6)]
     for name in names:
-        target = video_files(tmp_path, name)[0]
+        target = Path(video_files(tmp_path, name)[0])
         target.parent.mkdir(parents=True, exist_ok=True)
         rows = read_jsonl(source)
         for row in rows:  # tag each example with its video so the split can be checked

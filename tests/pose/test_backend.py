@@ -5,12 +5,12 @@ runs through the same loop unchanged."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from types import SimpleNamespace
 from typing import ClassVar
 
 import numpy as np
 import pytest
 
+from pipeline.config import QUALITY_PRESETS
 from pipeline.errors import ModelError
 from pipeline.pose import (
     BLAZEPOSE_33,
@@ -104,15 +104,19 @@ def test_backend_loaded_once_per_settings(lite_model):
         load_backend(MediaPipeSettings(model_path=lite_model.path, model_sha256="0" * 64))
 
 
-def test_settings_from_preset_by_attribute_or_key(lite_model):
-    confidences = {"min_detection_confidence": 0.6, "min_presence_confidence": 0.7, "min_tracking_confidence": 0.8}
-    from_attributes = MediaPipeSettings.from_preset(SimpleNamespace(**confidences), lite_model, num_poses=2)
-    assert from_attributes == MediaPipeSettings.from_preset(dict(confidences), lite_model, num_poses=2)
+def test_settings_from_a_quality_preset(lite_model):
+    preset = replace(
+        QUALITY_PRESETS["accurate"],
+        min_detection_confidence=0.6,
+        min_presence_confidence=0.7,
+        min_tracking_confidence=0.8,
+    )
+    from_attributes = MediaPipeSettings.from_preset(preset, lite_model, num_poses=2)
     assert from_attributes.min_tracking_confidence == 0.8 and from_attributes.num_poses == 2
     assert from_attributes.model_sha256 == lite_model.sha256
     assert from_attributes.backend_name == "mediapipe" and from_attributes.skeleton is BLAZEPOSE_33
     with pytest.raises(ValueError, match="min_detection_confidence"):
-        MediaPipeSettings.from_preset({**confidences, "min_detection_confidence": 1.5}, lite_model)
+        MediaPipeSettings.from_preset(replace(preset, min_detection_confidence=1.5), lite_model)
 
 
 # A second backend: five points, each a fixed function of the frame's mean colour.

@@ -25,9 +25,8 @@ this package holding its settings, its ``PoseBackend`` and its ``FrameTracker``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -133,9 +132,3 @@ class PoseBackend(ABC):
     @abstractmethod
     def start(self) -> FrameTracker:
         """A fresh tracker for one chunk: no state from any earlier frame."""
-
-
-def preset_value(preset: Any, name: str) -> Any:
-    """Setting ``name`` of a ``--quality`` preset: an attribute of a preset
-    dataclass, or a key of a preset dict."""
-    return preset[name] if isinstance(preset, Mapping) else getattr(preset, name)

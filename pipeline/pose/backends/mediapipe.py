@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pipeline.errors import ModelError
-from pipeline.pose.backends import FramePoses, FrameTracker, PoseBackend, preset_value
+from pipeline.pose.backends import FramePoses, FrameTracker, PoseBackend
 from pipeline.pose.models import ModelFile
 from pipeline.pose.skeleton import BLAZEPOSE_33, Skeleton
 
@@ -64,12 +64,12 @@ class MediaPipeSettings:
     @classmethod
     def from_preset(cls, preset: Any, model: ModelFile, num_poses: int = 1) -> MediaPipeSettings:
         """The landmarker a ``--quality`` preset asks for, with ``model``; the
-        preset's confidences are read by attribute (or by key from a dict)."""
+        preset's confidences are read by attribute (a ``QualityPreset``)."""
         return cls(
             model_path=model.path,
             model_sha256=model.sha256,
             num_poses=num_poses,
-            **{name: preset_value(preset, name) for name in _CONFIDENCES},
+            **{name: getattr(preset, name) for name in _CONFIDENCES},
         )
 
 
