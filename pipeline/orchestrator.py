@@ -23,6 +23,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, InvalidStateError
+from functools import partial
 from pathlib import Path
 
 import pipeline.llm  # noqa: F401 - registers the LLM examples writer
@@ -34,7 +35,7 @@ from pipeline.errors import OutputError, PipelineError, VideoError
 from pipeline.inputs import output_names
 from pipeline.llm.stage import check_ready, run_llm_stage
 from pipeline.memory import MemoryMonitor, MiB, ResourcePlan, kind_bytes, plan_resources
-from pipeline.outputs.registry import REGISTRY, OutputWriter, VideoOutputs
+from pipeline.outputs.registry import REGISTRY, OutputTask, OutputWriter, VideoOutputs
 from pipeline.outputs.summary_csv import write_summary_csv
 from pipeline.plan import WORK_BYTES_PER_FRAME_SLOT, DiskCheck, plan_video
 from pipeline.pose import MediaPipeSettings, ModelFile, resolve_model
@@ -294,7 +295,7 @@ class VideoPipeline:
                     analysed = ray_started.result().analyze_stored(records, meta, folder)
                     analysed.add_done_callback(lambda f: _settle(outcome, f))
                 except Exception as exc:  # noqa: BLE001 - Ray did not start: this video's failure
-                    _settle_error(outcome, exc)
+                    _settle(outcome, error=exc)
 
             self.engines.when_ray_ready(send)
             return outcome
@@ -329,57 +330,35 @@ class VideoPipeline:
             header=header,
         )
         self._advance(run, Stage.RENDER)
-        first: list[Work] = []
+        works: list[Work] = []
         for writer in self._writers:
             run.pending_outputs.add(writer.name)
-            first += self._writer_works(run, writer, video)
-        self._scheduler.add_first(first)
+            works += self._writer_works(run, writer, video)
+        self._scheduler.add_first(works)
 
     def _writer_works(self, run: VideoRun, writer: OutputWriter, video: VideoOutputs) -> list[Work]:
-        """The writer's tasks as scheduler work; a task that takes earlier results
-        starts once those are submitted (Dask passes their results)."""
+        """The writer's tasks as scheduler work. Only the last says whether the output
+        was written; an earlier one's failure reaches it through its inputs."""
         output_plan = writer.plan(video)
         run.scratch += output_plan.scratch
-        info, tasks = run.result.info, output_plan.tasks
-        futures: dict[int, object] = {}
-        works: list[Work] = []
-        waiting: list[int] = []
-        retries = self.config.chunk_retries
-
-        def start(i: int):
-            task = tasks[i]
-            after = [futures[j] for j in task.after]
-            # A task fed by others is not retried: its inputs come from their futures.
-            futures[i] = self.dask.submit(
-                task.fn, *task.args, *after, label=task.label, retries=0 if task.after else retries
-            )
-            for k in list(waiting):  # a task waiting for this one may start now
-                if all(j in futures for j in tasks[k].after):
-                    waiting.remove(k)
-                    self._scheduler.add(works[k])
-            return futures[i]
-
-        location = writer.location(self.config, run.result.name)
+        info, location = run.result.info, writer.location(self.config, run.result.name)
 
         def written(done: Done) -> None:
             self._on_output(run, writer, location, done)
 
-        for i, task in enumerate(tasks):
+        works: list[Work] = []
+        for i, task in enumerate(output_plan.tasks):
+            after = tuple(works[j] for j in task.after)
             weight = kind_bytes(task.memory, info.width, info.height) if task.memory else None
             what = f"one {task.memory} task for {info.width}x{info.height} frames"
-            # Only the last task says whether the output was written; an earlier one's
-            # failure reaches it through its inputs.
-            tag = written if i == len(tasks) - 1 else _ignore
-            works.append(Work(weight, lambda i=i: start(i), run, what, tag))
-        ready = []
-        for i, task in enumerate(tasks):
-            if task.after:
-                waiting.append(i)
-            elif task.memory:
-                ready.append(works[i])
-            else:
-                self._scheduler.add(works[i])
-        return ready
+            tag = written if i == len(output_plan.tasks) - 1 else _ignore
+            works.append(Work(weight, partial(self._submit_task, task, after), run, what, tag, after))
+        return works
+
+    def _submit_task(self, task: OutputTask, after: tuple[Work, ...]):
+        # A task fed by others is not retried: its inputs are their futures.
+        retries = 0 if after else self.config.chunk_retries
+        return self.dask.submit(task.fn, *task.args, *(w.future for w in after), label=task.label, retries=retries)
 
     def _on_output(self, run: VideoRun, writer: OutputWriter, location: str, done: Done) -> None:
         try:
@@ -446,28 +425,17 @@ def _ignore(done: Done) -> None:
     pass
 
 
-def _settle(outcome: Future, finished: Future) -> None:
-    """Pass ``finished``'s result or error on to ``outcome`` (unless it was cancelled)."""
-    with _unless_cancelled():
-        if finished.exception() is not None:
-            outcome.set_exception(finished.exception())
-        else:
+def _settle(outcome: Future, finished: Future | None = None, error: BaseException | None = None) -> None:
+    """Pass ``finished``'s result or ``error`` on to ``outcome``; a dropped video's
+    ``outcome`` was cancelled, and its late result is discarded."""
+    error = error if finished is None else finished.exception()
+    try:
+        if error is None:
             outcome.set_result(finished.result())
-
-
-def _settle_error(outcome: Future, exc: BaseException) -> None:
-    with _unless_cancelled():
-        outcome.set_exception(exc)
-
-
-class _unless_cancelled:  # noqa: N801 - used as a context manager
-    """A dropped video's future was cancelled: its late result is discarded."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, exc, tb) -> bool:
-        return kind is not None and issubclass(kind, InvalidStateError)
+        else:
+            outcome.set_exception(error)
+    except InvalidStateError:
+        pass
 
 
 def _one_line(exc: BaseException) -> str:

@@ -12,7 +12,8 @@ scheduler starts work while:
 With nothing in flight, work that still does not fit the budget waits
 ``stall_s`` for memory to be released, then comes back as :class:`Stalled`
 (its group is dropped). Work of weight ``None`` holds no frames: it starts at
-once and takes no slot.
+once and takes no slot. Work ``after`` other work waits until those have
+started (their futures are its inputs: Dask runs it once they finish).
 
 Completed futures come back through :meth:`Scheduler.next_done` in the order
 they finish; any object with ``add_done_callback``, ``cancel`` and ``result``
@@ -48,7 +49,12 @@ class Work:
     group: Hashable = None  # dropped together (one video's work)
     what: str = ""  # for the stall message: "one render task for 1920x1080 frames"
     tag: Any = None  # the caller's: handed back with the result
+    after: tuple[Work, ...] = ()  # work that must have started first
     future: Any = field(default=None, init=False)
+
+    @property
+    def ready(self) -> bool:
+        return all(w.future is not None for w in self.after)
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class Scheduler:
         self.stall_s = stall_s
         self._clock = clock
         self._pending: deque[Work] = deque()
+        self._waiting: list[Work] = []  # for the work they come after
         self._active: dict[Work, int] = {}  # weighted work in flight -> weight
         self._running: dict[Hashable, list[Work]] = {}  # group -> started work
         self._dropped: set[Hashable] = set()
@@ -88,16 +95,26 @@ class Scheduler:
         self._stalled_since: float | None = None
 
     # -- queueing ------------------------------------------------------------------
-    def add(self, work: Work) -> None:
-        """Queue ``work`` at the back (``weight=None``: start it now)."""
-        if work.weight is None:
+    def add(self, work: Work, first: bool = False) -> None:
+        """Queue ``work`` at the back (or the front); ``weight=None``: start it now."""
+        if not work.ready:
+            self._waiting.append(work)
+        elif work.weight is None:
             self._start(work)
+        elif first:
+            self._pending.appendleft(work)
         else:
             self._pending.append(work)
 
     def add_first(self, works: Iterable[Work]) -> None:
-        """Queue weighted ``works`` at the front, in their order (what finishes a group goes first)."""
-        self._pending.extendleft(reversed(list(works)))
+        """Queue ``works`` at the front, in their order (what finishes a group goes first)."""
+        front = []
+        for work in works:
+            if work.ready and work.weight is not None:
+                front.append(work)
+            else:
+                self.add(work)
+        self._pending.extendleft(reversed(front))
 
     @property
     def in_flight(self) -> int:
@@ -151,6 +168,9 @@ class Scheduler:
         self._running.setdefault(work.group, []).append(work)
         work.future = work.start()
         work.future.add_done_callback(lambda _, w=work: self._done.put(w))
+        for waiting in [w for w in self._waiting if w.ready]:
+            self._waiting.remove(waiting)
+            self.add(waiting, first=True)
 
     # -- results -------------------------------------------------------------------
     def next_done(self, timeout: float) -> Done | None:
@@ -175,6 +195,7 @@ class Scheduler:
         and its weights released; its results are not handed back."""
         self._dropped.add(group)
         self._pending = deque(w for w in self._pending if w.group != group)
+        self._waiting = [w for w in self._waiting if w.group != group]
         for work in self._running.pop(group, []):
             self._active.pop(work, None)
             work.future.cancel()

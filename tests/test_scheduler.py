@@ -159,3 +159,34 @@ def test_dropping_a_group_cancels_it_and_releases_its_room(pool):
     results = sorted(d.future.result() for d in drain(scheduler, 2))
     assert results == ["b1", "b2"]  # nothing of the dropped group comes back
     assert scheduler.next_done(0.2) is None
+
+
+def test_work_after_others_starts_once_they_have_started(pool):
+    gate = threading.Event()
+    scheduler = Scheduler(Readings(), slots=1, room=100 * MB, budget=1000 * MB)
+    parts = [Work(MB, gated(pool, gate, i), group="a") for i in range(2)]
+    started = []
+
+    def join():
+        started.append([w.future for w in parts])
+        return pool.submit(lambda: sum(w.future.result() for w in parts))
+
+    joined = Work(None, join, group="a", after=tuple(parts))
+    scheduler.add_first([*parts, joined])
+    scheduler.pump()
+    assert not started  # one slot: the second part has not started, so neither has the join
+    gate.set()
+    done = drain(scheduler, 3)
+    assert started and all(f is not None for f in started[0])
+    assert [d.future.result() for d in done if d.work is joined] == [1]
+
+
+def test_dropping_a_group_forgets_its_waiting_work(pool):
+    scheduler = Scheduler(Readings(), slots=1, room=100 * MB, budget=1000 * MB)
+    part = Work(MB, gated(pool, threading.Event(), 0), group="a")
+    joined = Work(None, lambda: pytest.fail("must not start"), group="a", after=(part,))
+    scheduler.add(joined)
+    scheduler.drop("a")
+    scheduler.add(part)
+    scheduler.pump()
+    assert scheduler.in_flight == 0
