@@ -159,7 +159,7 @@ def test_cli_refuses_a_budget_it_cannot_hold(tmp_path, sample_video):
     result = run_cli("--video", str(sample_video), "--memory_limit", f"{fraction:.3f}", "--workers", "2", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert re.search(r"error: memory budget .* GiB needed", result.stderr)
-    assert not (tmp_path / "output" / ".jobs").exists()
+    assert not (tmp_path / "output" / ".work").exists()
 
 
 def test_a_task_that_can_never_fit_fails_its_video_with_the_amounts(tmp_path, sample_video):

@@ -49,7 +49,7 @@ def test_sigkill_of_the_driver_then_rerun_recomputes_only_unfinished_chunks(tmp_
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    work = killed / "out" / ".jobs" / "demo"
+    work = killed / "out" / ".work" / "demo"
     deadline = time.monotonic() + 300
     while len(_chunks(work)) < 3 and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.05)
@@ -81,7 +81,7 @@ def test_sigkill_of_the_driver_then_rerun_recomputes_only_unfinished_chunks(tmp_
 def test_changed_settings_invalidate_the_cache_and_force_recomputes(tmp_path, sample_video):
     args = ("--video", str(sample_video), "--output", "out", "--models", "models", *ARGS, "--no_video")
     assert run_cli(*args, cwd=tmp_path).returncode == 0
-    work = tmp_path / "out" / ".jobs" / "demo"
+    work = tmp_path / "out" / ".work" / "demo"
     first = _chunks(work)
     forced = run_cli(*args, "--force", cwd=tmp_path)
     assert forced.returncode == 0 and "earlier run" not in forced.stdout
@@ -102,7 +102,7 @@ def test_a_killed_dask_worker_costs_a_retry_not_a_frame(tmp_path, sample_video):
         render_video=False,
         report=False,
     )
-    work = tmp_path / "out" / ".jobs" / "demo"
+    work = tmp_path / "out" / ".work" / "demo"
     killed: list[int] = []
     with VideoPipeline(config) as pipeline:
         pids = pipeline.dask.worker_pids()
