@@ -122,10 +122,10 @@ def recompute(fact: dict, segment: dict, document: dict, frames: dict[int, dict]
     }[stat]()
 
 
-def check_grounding(data_dir: Path, name: str, pose_json: Path) -> int:
+def check_grounding(data_dir: Path, name: str, pose_json: str | Path) -> int:
     """Every fact against the pose JSON, every user number a fact, every assistant number in the user turn.
     Returns how many facts were checked."""
-    document = json.loads(pose_json.read_text())
+    document = json.loads(Path(pose_json).read_text())
     frames = _frames_by_number(document)
     examples_path, segments_path = video_files(data_dir, name)
     examples, segments = read_jsonl(examples_path), read_jsonl(segments_path)
