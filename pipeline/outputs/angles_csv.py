@@ -14,9 +14,10 @@ import math
 
 import numpy as np
 
+from pipeline import storage
 from pipeline.analysis.store import AnalysisStore
 from pipeline.config import PipelineConfig
-from pipeline.outputs.registry import OutputPlan, OutputTask, OutputWriter, VideoOutputs, join_location
+from pipeline.outputs.registry import OutputPlan, OutputTask, OutputWriter, VideoOutputs
 from pipeline.pose.skeleton import ANGLE_NAMES
 from pipeline.storage import atomic_write
 
@@ -49,7 +50,7 @@ class AnglesCsvWriter(OutputWriter):
     label = "angles CSV"
 
     def location(self, config: PipelineConfig, name: str) -> str:
-        return join_location(config.output_dir, f"{name}_angles.csv")
+        return storage.join(config.output_dir, f"{name}_angles.csv")
 
     def plan(self, video: VideoOutputs) -> OutputPlan:
         return OutputPlan([OutputTask(angles_csv_task, (self.target(video), video.store), f"angles-csv-{video.name}")])

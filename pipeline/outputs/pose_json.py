@@ -8,11 +8,12 @@ import math
 
 import numpy as np
 
+from pipeline import storage
 from pipeline.analysis.analyzer import Analysis
 from pipeline.analysis.body import VELOCITY_POINTS
 from pipeline.analysis.store import AnalysisStore
 from pipeline.config import PipelineConfig
-from pipeline.outputs.registry import DiskNeed, OutputPlan, OutputTask, OutputWriter, VideoOutputs, join_location
+from pipeline.outputs.registry import DiskNeed, OutputPlan, OutputTask, OutputWriter, VideoOutputs
 from pipeline.pose.skeleton import ANGLE_NAMES, LANDMARK_NAMES
 from pipeline.pose.types import PoseChunk
 from pipeline.storage import Location, atomic_write, open_file
@@ -138,7 +139,7 @@ class PoseJsonWriter(OutputWriter):
     label = "pose JSON"
 
     def location(self, config: PipelineConfig, name: str) -> str:
-        return join_location(config.models_dir, f"{name}_pose.json")
+        return storage.join(config.models_dir, f"{name}_pose.json")
 
     def disk_need(self, config: PipelineConfig, info: VideoInfo) -> DiskNeed:
         return DiskNeed(config.models_dir, self.label, info.frame_count * config.num_poses * JSON_BYTES_PER_FRAME_SLOT)

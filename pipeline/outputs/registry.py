@@ -19,7 +19,6 @@ one line in ``pipeline/outputs/__init__.py`` that registers it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,8 +105,3 @@ class Registry:
 
 REGISTRY = Registry()
 register = REGISTRY.register
-
-
-def join_location(folder: str | os.PathLike, filename: str) -> str:
-    """``folder/filename`` keeping the folder as given (relative stays relative)."""
-    return storage.join(folder, filename)

@@ -10,13 +10,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import storage
 from pipeline.analysis.analyzer import Analysis
 from pipeline.analysis.sports import SPORT_PROFILES
 from pipeline.analysis.store import AnalysisStore
 from pipeline.config import PipelineConfig
 from pipeline.errors import OutputError, VideoError
 from pipeline.outputs.annotate import Annotator
-from pipeline.outputs.registry import DiskNeed, OutputPlan, OutputTask, OutputWriter, VideoOutputs, join_location
+from pipeline.outputs.registry import DiskNeed, OutputPlan, OutputTask, OutputWriter, VideoOutputs
 from pipeline.storage import local_path
 from pipeline.video.probe import VideoInfo
 from pipeline.video.reader import iter_frames
@@ -116,7 +117,7 @@ class AnnotatedVideoWriter(OutputWriter):
         return config.render_video
 
     def location(self, config: PipelineConfig, name: str) -> str:
-        return join_location(config.output_dir, f"{name}_annotated.mp4")
+        return storage.join(config.output_dir, f"{name}_annotated.mp4")
 
     def disk_need(self, config: PipelineConfig, info: VideoInfo) -> DiskNeed:
         # Segments and the joined file exist side by side until the join ends.

@@ -13,13 +13,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline import storage
 from pipeline.analysis.analyzer import Analysis
 from pipeline.analysis.sports import SPORT_PROFILES
 from pipeline.analysis.store import AnalysisStore
 from pipeline.config import PipelineConfig
 from pipeline.errors import OutputError, VideoError
 from pipeline.outputs.annotate import PALETTE, Annotator
-from pipeline.outputs.registry import OutputPlan, OutputTask, OutputWriter, VideoOutputs, join_location
+from pipeline.outputs.registry import OutputPlan, OutputTask, OutputWriter, VideoOutputs
 from pipeline.pose.skeleton import ANGLE_NAMES
 from pipeline.storage import write_text
 from pipeline.video.probe import VideoInfo
@@ -270,7 +271,7 @@ class ReportWriter(OutputWriter):
         return config.report
 
     def location(self, config: PipelineConfig, name: str) -> str:
-        return join_location(config.output_dir, f"{name}_report.html")
+        return storage.join(config.output_dir, f"{name}_report.html")
 
     def plan(self, video: VideoOutputs) -> OutputPlan:
         args = (self.target(video), video.source, video.info, video.store, video.header["settings"])
