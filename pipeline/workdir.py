@@ -31,7 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import storage
+from pipeline.pose import BackendSettings, track_chunk
 from pipeline.pose.types import ARRAY_NAMES, PoseChunk
+from pipeline.video.plan import ChunkSpec
 
 logger = logging.getLogger(__name__)
 
@@ -182,12 +184,10 @@ class WorkFolder:
         storage.remove_tree(self.analysis_folder)
 
 
-def extract_chunk(spec, settings, artifact: str) -> ChunkRecord:
+def extract_chunk(spec: ChunkSpec, settings: BackendSettings, artifact: str) -> ChunkRecord:
     """Task: decode ``spec``'s frames, track them with the pose backend of
     ``settings``, write the landmarks to ``artifact`` and return the chunk's small
     record. The landmarks never travel back to the driver."""
-    from pipeline.pose import track_chunk
-
     started = time.time()
     record = save_chunk(artifact, spec.index, track_chunk(spec, settings))
     return replace(record, worker=f"{socket.gethostname()}:{os.getpid()}", started=started, finished=time.time())
