@@ -16,7 +16,6 @@ from pipeline.config import PipelineConfig
 from pipeline.outputs.registry import DiskNeed, OutputPlan, OutputTask, OutputWriter, VideoOutputs
 from pipeline.pose.skeleton import ANGLE_NAMES, LANDMARK_NAMES
 from pipeline.pose.types import PoseChunk
-from pipeline.storage import Location, atomic_write, open_file
 from pipeline.video.probe import VideoInfo
 
 SCHEMA_VERSION = "1.1"
@@ -75,7 +74,7 @@ def frame_entries(analysis: Analysis):
         yield entry
 
 
-def write_pose_json(path: Location, header: dict, analysis: Analysis | AnalysisStore) -> str:
+def write_pose_json(path: storage.Location, header: dict, analysis: Analysis | AnalysisStore) -> str:
     """Write the document; frames are streamed to the file one by one (from a
     stored analysis, read a block of frames at a time). Returns its location."""
     blocks = analysis.blocks() if isinstance(analysis, AnalysisStore) else [analysis]
@@ -103,12 +102,12 @@ def write_pose_json(path: Location, header: dict, analysis: Analysis | AnalysisS
                 first = False
         fh.write("]}\n")
 
-    return atomic_write(path, write, text=True)
+    return storage.atomic_write(path, write, text=True)
 
 
-def read_pose_json(path: Location) -> tuple[dict, PoseChunk]:
+def read_pose_json(path: storage.Location) -> tuple[dict, PoseChunk]:
     """Load a pose JSON back into its header (everything but the frames) and a PoseChunk."""
-    with open_file(path, "r", encoding="utf-8") as fh:
+    with storage.open_file(path, "r", encoding="utf-8") as fh:
         document = json.load(fh)
     frames = document.pop("frames")
     slots = max([1] + [p["id"] + 1 for f in frames for p in (f["persons"] or [])])

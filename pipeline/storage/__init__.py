@@ -40,7 +40,6 @@ __all__ = [
     "is_local",
     "join",
     "local_path",
-    "make_dirs",
     "open_file",
     "read_json",
     "read_text",
@@ -156,15 +155,6 @@ def exists(location: Location) -> bool:
         return local_path(location).exists()
     fs, path = url_to_fs(location)
     return fs.exists(path)
-
-
-def make_dirs(location: Location) -> str:
-    if is_local(location):
-        local_path(location).mkdir(parents=True, exist_ok=True)
-    else:
-        fs, path = url_to_fs(location)
-        fs.makedirs(path, exist_ok=True)
-    return os.fspath(location)
 
 
 def remove(location: Location) -> None:
