@@ -267,15 +267,11 @@ class VideoPipeline:
 
     def _chunks_complete(self, run: VideoRun) -> None:
         """Every chunk is on disk: check the frames are all there and send the track to Ray."""
-        reported = run.result.info.frame_count
         for spec in run.plan.specs:
             record = run.records[spec.index]
-            if not spec.is_last and record.frames != spec.frame_count:
-                decoded = spec.start + record.frames
-                self._fail(run, f"the container reports {reported} frames but decoding stopped at frame {decoded}")
+            if record.frames != spec.frame_count:
+                self._fail(run, f"chunk {spec.index} holds {record.frames} frames, expected {spec.frame_count}")
                 return
-        if run.frames_done < reported:
-            logger.warning("%s: container reports %d frames, %d decoded", run.result.video, reported, run.frames_done)
         # The analysis holds the whole track while it runs: it is admitted like a task.
         self._scheduler.add_first([self._analysis_work(run)])
 

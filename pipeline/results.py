@@ -43,8 +43,10 @@ class VideoResult:
         if self.skipped:
             return f"done {self.video}: complete from an earlier run with the same settings (--force redoes it) -> {outputs}"
         reused = f", {self.chunks_reused}/{self.chunks} chunks from an earlier run" if self.chunks_reused else ""
+        lost = len((self.summary or {}).get("undecodable_frames") or [])
+        undecodable = f" ({lost} could not be decoded: see the flags)" if lost else ""
         return (
-            f"ok {self.video}: {self.frames} frames, {self.frames_with_person} with a person, "
+            f"ok {self.video}: {self.frames} frames{undecodable}, {self.frames_with_person} with a person, "
             f"{self.persons} person(s), {self.fps:.1f} frames/s{reused} -> {outputs}"
         )
 

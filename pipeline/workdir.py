@@ -85,7 +85,7 @@ def _record(path, index: int, chunk: PoseChunk, reused: bool = False) -> ChunkRe
 
 def load_chunk(path: str | os.PathLike) -> PoseChunk:
     with storage.open_file(path) as fh, np.load(fh) as data:
-        return PoseChunk(**{name: data[name] for name in ARRAY_NAMES})
+        return PoseChunk(**{name: data[name] for name in ARRAY_NAMES if name in data})
 
 
 def load_track(records: list[ChunkRecord]) -> PoseChunk:

@@ -298,6 +298,64 @@ def same_name_pair(dest: Path, sample: Path) -> tuple[Path, Path]:
 
 
 # --------------------------------------------------------------------------------------------------------------------
+# Damaged data inside a valid container
+
+DAMAGED_FRAMES = 60
+"""Length of :func:`damaged_packets`, frames (sample frames 0-59, 640x360, 30 fps, H.264 with B-frames)."""
+
+DAMAGED_PACKETS = (20, 21, 22)
+"""Packets (decode order, counting from 0) of :func:`damaged_packets` whose bytes are overwritten."""
+
+UNDECODABLE_FRAMES = (19, 22, 24)
+"""The frames (presentation order) those packets hold: the ones no decoder can produce."""
+
+
+def damaged_packets(dest: Path, sample: Path) -> Path:
+    """``damaged.mp4``: a 60-frame clip whose packets :data:`DAMAGED_PACKETS` are overwritten with ``0xFF`` bytes in
+    place, as a bad sector or a broken copy would leave them: the index (``moov``) is intact and lists 60 frames.
+
+    FFmpeg's H.264 decoder rejects each of those packets ("Invalid NAL unit size"), so frames
+    :data:`UNDECODABLE_FRAMES` cannot be decoded, whatever frame decoding starts from; every other frame decodes (the
+    damaged ones are B-frames that nothing references). OpenCV's ``grab()`` returns 18 frames and then ``False``, as
+    if the stream had ended.
+    """
+    import av
+
+    path = _folder(dest) / "damaged.mp4"
+    _small_clip(sample, path, 0, DAMAGED_FRAMES)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        packets = [(p.pos, p.size) for p in container.demux(stream) if p.size]
+    data = bytearray(path.read_bytes())
+    for k in DAMAGED_PACKETS:
+        pos, size = packets[k]
+        data[pos : pos + size] = b"\xff" * size
+    path.write_bytes(bytes(data))
+    return path
+
+
+NOISE_OFFSET = 1937 * 1024
+"""Where :func:`random_bytes` overwrites the sample, bytes from the start (inside frame data, past the first half)."""
+
+
+def random_bytes(dest: Path, sample: Path) -> Path:
+    """``noisy.mp4``: the sample with 20 KiB of (seeded) random bytes written over it at :data:`NOISE_OFFSET`, like
+    ``dd if=/dev/urandom of=noisy.mp4 bs=1024 count=20 seek=1937 conv=notrunc``.
+
+    The damage falls in the VP9 data of frames 121 on. OpenCV's ``grab()`` fails at frame 121 (a reader that takes
+    that for the end of the stream keeps 121 of 230 frames); FFmpeg's VP9 decoder with slice threads conceals the
+    damage and produces all 230 frames, as players do.
+    """
+    import random
+
+    path = _folder(dest) / "noisy.mp4"
+    data = bytearray(Path(sample).read_bytes())
+    data[NOISE_OFFSET : NOISE_OFFSET + 20 * 1024] = random.Random(1937).randbytes(20 * 1024)
+    path.write_bytes(bytes(data))
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------------------
 # Inspection
 
 

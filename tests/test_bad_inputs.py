@@ -39,6 +39,8 @@ COMPLETES = {
     "uhd": (8, (3840, 2160)),
     "a__clip": (20, (640, 360)),
     "b__clip": (20, (640, 360)),
+    "damaged": (media.DAMAGED_FRAMES, (640, 360)),  # three frames cannot be decoded: listed, never dropped
+    "noisy": (230, (1768, 994)),  # random bytes over the sample's data: concealed, every frame decodes
 }
 
 
@@ -57,6 +59,8 @@ def batch(tmp_path_factory, sample_video):
     media.variable_frame_rate(clips, sample_video)
     media.four_k(clips, sample_video)
     media.same_name_pair(clips / "pair", sample_video)
+    media.damaged_packets(clips, sample_video)
+    media.random_bytes(clips, sample_video)
     proc = run_cli("--input", "clips", "--quality", "fast", "--workers", "2", cwd=root)
     with open(root / "output" / "summary.csv", encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -95,6 +99,36 @@ def test_odd_but_valid_video_completes_with_every_frame(batch, name):
     assert len(decoded) == frames
     assert (decoded[0].width, decoded[0].height) == (width, height)
     assert (root / "output" / f"{name}_report.html").stat().st_size > 1000
+
+
+def test_undecodable_frames_are_listed_in_the_json_flags_and_summary_line(batch):
+    root, proc, _ = batch
+    document = json.loads((root / "models" / "damaged_pose.json").read_text())
+    lost = list(media.UNDECODABLE_FRAMES)
+    assert document["summary"]["undecodable_frames"] == lost
+    assert [f["frame"] for f in document["frames"] if not f["decoded"]] == lost
+    assert all(not f["analyzed"] and f["persons"] is None for f in document["frames"] if not f["decoded"])
+    [flag] = [f for f in document["summary"]["flags"] if f["code"] == "undecodable_frames"]
+    assert flag["message"] == "3 frame(s) could not be decoded: 19, 22, 24" and flag["person"] is None
+    assert f"ok clips/damaged.mp4: {media.DAMAGED_FRAMES} frames (3 could not be decoded: see the flags)" in proc.stdout
+    noisy = json.loads((root / "models" / "noisy_pose.json").read_text())
+    assert noisy["summary"]["undecodable_frames"] == [] and all(f["decoded"] for f in noisy["frames"])
+
+
+def test_damage_has_the_same_outcome_whatever_the_chunk_plan(batch, sample_video):
+    """Chunks of 21 frames: the damage straddles a chunk start; the sample's noise falls in a middle chunk."""
+    root, _, _ = batch
+    run = root / "small_chunks"
+    for make in (media.damaged_packets, media.random_bytes):
+        make(run / "clips", sample_video)
+    proc = run_cli("--input", "clips", "--quality", "fast", "--workers", "2", "--batch_size", "21", cwd=run)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("damaged", "noisy"):
+        chunked = json.loads((run / "models" / f"{name}_pose.json").read_text())
+        default = json.loads((root / "models" / f"{name}_pose.json").read_text())
+        assert chunked["settings"]["batch_size"] == 21 != default["settings"]["batch_size"]
+        assert [f["frame"] for f in chunked["frames"]] == [f["frame"] for f in default["frames"]]
+        assert chunked["summary"]["undecodable_frames"] == default["summary"]["undecodable_frames"]
 
 
 def test_no_person_still_gives_full_outputs(batch):

@@ -258,6 +258,17 @@ def _person_summary(
     }
 
 
+def frame_ranges(frames: list[int]) -> str:
+    """``[3, 4, 5, 9]`` -> ``"3-5, 9"``."""
+    spans: list[list[int]] = []
+    for f in frames:
+        if spans and f == spans[-1][1] + 1:
+            spans[-1][1] = f
+        else:
+            spans.append([f, f])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
 def summarize(track: PoseChunk, persons: list[PersonSeries], events: list[dict], params) -> dict:
     """Per-video and per-person summary (plain dict, JSON-ready)."""
     rows = np.flatnonzero(track.sampled)
@@ -268,8 +279,14 @@ def summarize(track: PoseChunk, persons: list[PersonSeries], events: list[dict],
     ]
     counted = [p for p in people if p["counted"] and p["analysed"]]
     profile = SPORT_PROFILES[params.sport_type]
+    undecodable = [int(f) for f in track.frame_index[~track.decoded]]
+    video_flags = []
+    if undecodable:
+        message = f"{len(undecodable)} frame(s) could not be decoded: {frame_ranges(undecodable)}"
+        video_flags.append({"code": "undecodable_frames", "message": message, "person": None})
     return {
         "frames": track.num_frames,
+        "undecodable_frames": undecodable,
         "frames_analysed": int(len(rows)),
         "frames_with_person": int(detected.any(axis=1).sum()),
         "max_persons_in_frame": int(detected.sum(axis=1).max()) if track.num_frames else 0,
@@ -283,6 +300,6 @@ def summarize(track: PoseChunk, persons: list[PersonSeries], events: list[dict],
             kind: sum(1 for e in events if e["type"] == kind) for kind in ("jump", "drop", "contact", "repetition")
         },
         "quality_score": round(min(p["quality"]["score"] for p in counted), 3) if counted else None,
-        "flags": [flag | {"person": p["id"]} for p in counted for flag in p["flags"]],
+        "flags": video_flags + [flag | {"person": p["id"]} for p in counted for flag in p["flags"]],
         "persons": people,
     }

@@ -88,6 +88,8 @@ class Annotator:
                 cv2.drawMarker(out, _pt(com), (255, 255, 255), cv2.MARKER_CROSS, int(18 * scale), thickness)
         frame_number = int(view.track.frame_index[row])
         text = banner(view.events, frame_number, self.fps)
+        if not view.track.decoded[row]:
+            text = "this frame could not be decoded"
         if text:
             _label(out, text, (int(12 * scale), int(40 * scale)), 0.9 * scale, thickness + 1, (0, 0, 0), (0, 215, 255))
         clock = f"{view.track.timestamp_ms[row] / 1000.0:7.2f} s  frame {frame_number + 1}/{self.frame_count}"

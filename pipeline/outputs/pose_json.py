@@ -18,7 +18,7 @@ from pipeline.pose.skeleton import ANGLE_NAMES, LANDMARK_NAMES
 from pipeline.pose.types import PoseChunk
 from pipeline.video.probe import VideoInfo
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 DECIMALS = 5  # ~0.01 px on a 4K frame for normalised coordinates; 0.01 mm in world
 
 
@@ -46,6 +46,7 @@ def frame_entries(analysis: Analysis):
             "frame": int(track.frame_index[f]),
             "timestamp_ms": round(float(track.timestamp_ms[f]), 3),
             "analyzed": bool(track.sampled[f]),
+            "decoded": bool(track.decoded[f]),
             "persons": None,
         }
         if track.sampled[f]:
@@ -116,6 +117,7 @@ def read_pose_json(path: storage.Location) -> tuple[dict, PoseChunk]:
     for row, entry in enumerate(frames):
         chunk.timestamp_ms[row] = entry["timestamp_ms"]
         chunk.sampled[row] = entry["analyzed"]
+        chunk.decoded[row] = entry.get("decoded", True)
         for person in entry["persons"] or []:
             landmarks = np.array(person["landmarks"], dtype=np.float64)
             chunk.image_xyzv[row, person["id"]] = landmarks[:, :4]

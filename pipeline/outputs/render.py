@@ -10,6 +10,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from pipeline import storage
 from pipeline.analysis.analyzer import Analysis
 from pipeline.analysis.sports import SPORT_PROFILES
@@ -64,7 +66,10 @@ def render_segment(spec: RenderSpec, view: Analysis, annotator: Annotator) -> in
         raise ValueError(f"view: expected {spec.stop - spec.start} frames, got {view.track.num_frames}")
     written = 0
     with SegmentWriter(Path(spec.segment_path), spec.width, spec.height, spec.fps) as writer:
-        for row, (index, frame) in enumerate(iter_frames(spec.video, spec.start, spec.stop)):
+        undecodable: list[int] = []
+        for row, (index, frame) in enumerate(iter_frames(spec.video, spec.start, spec.stop, missing=undecodable)):
+            if frame is None:  # its data could not be decoded: a black frame keeps the video's timing
+                frame = np.zeros((spec.height, spec.width, 3), np.uint8)
             if frame.shape[1] != spec.width or frame.shape[0] != spec.height:
                 raise VideoError(
                     spec.video,

@@ -18,7 +18,7 @@ from pipeline.analysis.analyzer import Analysis
 from pipeline.analysis.sports import SPORT_PROFILES
 from pipeline.analysis.store import AnalysisStore
 from pipeline.config import PipelineConfig
-from pipeline.errors import OutputError, VideoError
+from pipeline.errors import OutputError
 from pipeline.outputs.annotate import PALETTE, Annotator
 from pipeline.outputs.registry import OutputPlan, OutputTask, OutputWriter, VideoOutputs
 from pipeline.pose.skeleton import ANGLE_NAMES
@@ -157,9 +157,9 @@ def _key_frame_numbers(analysis: _Series) -> list[tuple[int, str]]:
 def _key_frames(video: str, analysis: _Series, annotator: Annotator) -> list[tuple[str, str]]:
     out = []
     for frame_number, caption in _key_frame_numbers(analysis):
-        decoded = [frame for _, frame in iter_frames(video, frame_number, frame_number + 1)]
-        if not decoded:
-            raise VideoError(video, f"key frame {frame_number} could not be decoded for the report")
+        decoded = [frame for _, frame in iter_frames(video, frame_number, frame_number + 1, missing=[])]
+        if not decoded or decoded[0] is None:
+            continue  # its data could not be decoded (the summary lists it)
         frame = decoded[0]
         drawn = annotator.annotate(frame, analysis.frame(frame_number), 0)
         scale = KEY_FRAME_WIDTH / drawn.shape[1]
@@ -230,7 +230,10 @@ def write_report(path: str, video: str, info: VideoInfo, analysis: Analysis | An
         if event_rows
         else "<p>No jumps, contacts or repetitions found.</p>"
     )
-    flags = "".join(f"<li>person {f['person']}: {html.escape(f['message'])}</li>" for f in summary["flags"])
+    flags = "".join(
+        f"<li>{'video' if f['person'] is None else 'person ' + str(f['person'])}: {html.escape(f['message'])}</li>"
+        for f in summary["flags"]
+    )
     parts = [
         f"<h1>{html.escape(Path(video).name)}</h1>",
         f"<p>{info.width}x{info.height}, {info.fps:g} fps, {info.frame_count} frames ({info.duration_s:.2f} s); "

@@ -6,8 +6,8 @@ frames with a fresh tracker (``run_chunk``).
 
 Timestamps given to the tracker are the frames' own (``round(index * 1000 /
 fps)`` ms), exactly what a sequential loop from frame 0 gives, so temporal
-smoothing sees the same time steps. A variable-frame-rate video is read in one
-chunk, and its frames carry the container's presentation times instead.
+smoothing sees the same time steps. The frames of a variable-frame-rate video
+carry the container's presentation times instead.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ import logging
 import os
 import threading
 
+import numpy as np
+
+from pipeline.errors import VideoError
 from pipeline.pose.backends import BackendSettings, FramePoses, FrameTracker, PoseBackend
 from pipeline.pose.types import PoseChunk
 from pipeline.video.plan import ChunkSpec, is_sampled
 from pipeline.video.reader import iter_frames
 
 logger = logging.getLogger(__name__)
-
-GROW_FRAMES = 16  # a last chunk longer than planned grows by at least this many rows at a time
 
 # One backend per settings, kept for the process's life.
 _BACKENDS: dict[BackendSettings, PoseBackend] = {}
@@ -47,10 +48,9 @@ def track_chunk(spec: ChunkSpec, settings: BackendSettings) -> PoseChunk:
 
 def run_chunk(backend: PoseBackend, spec: ChunkSpec) -> PoseChunk:
     """Decode and track frames ``[warmup_start, end)`` with a fresh tracker of
-    ``backend``; return ``[start, end)``.
-
-    A last chunk reads to the end of the stream; any chunk may come back
-    shorter than planned when the stream ends early (the caller checks).
+    ``backend``; return ``[start, end)``, one row per frame of the video's frame
+    table. A frame whose data cannot be decoded keeps its row, marked
+    ``decoded`` false (and not sampled); the tracker goes on with the next one.
     """
     with backend.start() as tracker:
         return _run(tracker, spec, backend.num_poses, backend.skeleton.num_landmarks)
@@ -59,20 +59,17 @@ def run_chunk(backend: PoseBackend, spec: ChunkSpec) -> PoseChunk:
 def _run(tracker: FrameTracker, spec: ChunkSpec, num_poses: int, landmarks: int) -> PoseChunk:
     first = spec.warmup_start
     out = PoseChunk.empty(first, spec.end - first, num_poses, spec.fps, landmarks)
-    decoded = 0
 
     def want(index: int) -> bool:
         return is_sampled(index, spec.fps, spec.sample_fps)
 
-    end = None if spec.is_last else spec.end
     times = [] if spec.variable_rate else None
+    missing: list[int] = []
     fed_ms = -1
-    for index, frame in iter_frames(spec.video_path, first, end, want, times, pixel_format="rgb24"):
+    rows = 0
+    for index, frame in iter_frames(spec.video_path, first, spec.end, want, times, "rgb24", missing):
         row = index - first
-        if row >= out.num_frames:  # last chunk: more frames than the container said
-            more = PoseChunk.empty(index, max(out.num_frames, GROW_FRAMES), num_poses, spec.fps, landmarks)
-            out = PoseChunk.concatenate([out, more])
-        decoded = row + 1
+        rows = row + 1
         if times is not None:  # variable frame rate: the container's time of this frame
             out.timestamp_ms[row] = times[-1]
         if frame is None:
@@ -81,7 +78,13 @@ def _run(tracker: FrameTracker, spec: ChunkSpec, num_poses: int, landmarks: int)
         frame_ms = int(round(out.timestamp_ms[row] if times is not None else index * 1000.0 / spec.fps))
         fed_ms = max(fed_ms + 1, frame_ms)  # a video model needs strictly increasing times
         _store(out, row, tracker(frame, fed_ms))
-    return out.slice(spec.start - first, decoded)
+    lost = np.asarray(missing, dtype=np.int64) - first
+    out.decoded[lost] = False
+    if rows != out.num_frames:
+        raise VideoError(
+            spec.video_path, f"it has {first + rows} frames now, not {spec.end}: it changed after the probe"
+        )
+    return out.slice(spec.start - first)
 
 
 def _store(out: PoseChunk, row: int, poses: FramePoses) -> None:

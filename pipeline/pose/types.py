@@ -9,7 +9,7 @@ import numpy as np
 
 from pipeline.pose.skeleton import DEFAULT_SKELETON
 
-_FRAME_ARRAYS = ("frame_index", "timestamp_ms", "sampled")
+_FRAME_ARRAYS = ("frame_index", "timestamp_ms", "sampled", "decoded")
 _PERSON_ARRAYS = ("image_xyzv", "world_xyz", "presence")
 _ARRAYS = _FRAME_ARRAYS + _PERSON_ARRAYS
 ARRAY_NAMES: tuple[str, ...] = _ARRAYS  # what a PoseChunk holds, in the order it is stored
@@ -24,7 +24,9 @@ class PoseChunk:
 
     - ``frame_index`` int64 [F], ``timestamp_ms`` float64 [F]
     - ``sampled`` bool [F]: the frame was given to the pose model
-      (false only when ``sample_fps`` skips it)
+      (false when ``sample_fps`` skips it or its data could not be decoded)
+    - ``decoded`` bool [F]: the frame's data could be decoded (all true when
+      omitted); an undecodable frame keeps its row, unsampled and empty
     - ``image_xyzv`` float32 [F, P, L, 4]: x, y normalised to the frame
       width/height, z on roughly the scale of x, visibility in [0, 1]
     - ``world_xyz`` float32 [F, P, L, 3]: metres, origin between the hips
@@ -40,14 +42,18 @@ class PoseChunk:
     image_xyzv: np.ndarray
     world_xyz: np.ndarray
     presence: np.ndarray
+    decoded: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         frames = self.frame_index.shape[0]
+        if self.decoded is None:
+            object.__setattr__(self, "decoded", np.ones(frames, dtype=bool))
         persons, landmarks = self.image_xyzv.shape[1:3] if getattr(self.image_xyzv, "ndim", 0) == 4 else (-1, -1)
         expected = {
             "frame_index": ((frames,), np.int64),
             "timestamp_ms": ((frames,), np.float64),
             "sampled": ((frames,), np.bool_),
+            "decoded": ((frames,), np.bool_),
             "image_xyzv": ((frames, persons, landmarks, 4), np.float32),
             "world_xyz": ((frames, persons, landmarks, 3), np.float32),
             "presence": ((frames, persons, landmarks), np.float32),

@@ -22,8 +22,8 @@ class ChunkSpec:
     and tracked only, so that the landmarker reaches the state a sequential run
     would have at ``start``.
 
-    ``is_last`` chunks read on to the end of the stream, so a container that
-    under-reports its frame count loses no frame.
+    Frame numbers are those of the video's frame table (``probe.FrameTable``);
+    ``is_last`` marks the chunk that ends at the table's last frame.
     """
 
     video_path: str
@@ -90,15 +90,14 @@ def plan_chunks(
 
     With ``sample_fps`` the warm-up is stretched so it still feeds
     ``warmup_frames`` analysed frames to the landmarker. A variable-frame-rate
-    video is one chunk (it cannot be seeked exactly).
+    video is one chunk.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if warmup_frames < 0:
         raise ConfigError(f"warmup_frames must be >= 0, got {warmup_frames}")
     if info.variable_frame_rate:
-        # OpenCV seeks by time x average fps, which lands on the wrong frame when
-        # the rate varies: such a video is read in one pass from its first frame.
+        # Read in one pass from its first frame, with the container's frame times.
         batch_size = max(1, info.frame_count)
     stride = 1.0
     if sample_fps is not None and sample_fps < info.fps:

@@ -98,21 +98,25 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     if frame_count <= 0:
         raise VideoError(file, "the container reports no frame count")
     height, width = frame.shape[:2]
-    listed, times = _packet_times(file)
-    if listed > 0 and len(times) < listed - 1:
+    table = read_frame_table(file)
+    if not table.pts:
         raise VideoError(
-            file, f"truncated or corrupt: the container lists {listed} frames but holds data for {len(times)}"
+            file, "its frames carry no timestamps (a raw stream): remux it first (ffmpeg -i IN -c copy OUT.mp4)"
+        )
+    if table.listed > 0 and len(table) < table.listed - 1:
+        raise VideoError(
+            file, f"truncated or corrupt: the container lists {table.listed} frames but holds data for {len(table)}"
         )
     return VideoInfo(
         path=str(file),
-        frame_count=frame_count,
+        frame_count=len(table),
         fps=fps,
         width=int(width),
         height=int(height),
         rotation_deg=rotation,
         codec=codec,
         size_bytes=size,
-        variable_frame_rate=is_variable_rate(times, fps),
+        variable_frame_rate=is_variable_rate(table.times_s(), fps),
     )
 
 
@@ -130,26 +134,46 @@ def _check_streams(path: Path) -> None:
     raise VideoError(path, "no video stream (an audio-only file)" if audio else "no video stream")
 
 
-def _packet_times(path: Path) -> tuple[int, list[float]]:
-    """Frames the container lists (0 when it does not say) and the presentation
-    times of the video packets that hold data, in seconds, sorted. Reads the
-    packets without decoding them (about 0.1 s for 27,000 frames)."""
+@dataclass(frozen=True)
+class FrameTable:
+    """The frames of a video's first video stream as its container lists them:
+    ``pts[i]`` is the presentation timestamp of frame ``i`` (presentation order,
+    in ``time_base`` units). This numbering is what every reader, chunk plan and
+    output means by "frame ``i``"; a frame keeps its number even when its data
+    cannot be decoded."""
+
+    pts: tuple[int, ...]
+    time_base: float  # seconds per pts unit
+    start_pts: int  # the stream's start time, in pts units (frame times count from it)
+    listed: int = 0  # frames the container's header lists (0 when it does not say)
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+    def times_s(self) -> list[float]:
+        return [(p - self.start_pts) * self.time_base for p in self.pts]
+
+
+def read_frame_table(path: str | os.PathLike) -> FrameTable:
+    """The frame table of ``path`` from its packets, without decoding them
+    (about 0.1 s for 27,000 frames). A packet without a timestamp or without
+    data is not a frame."""
     import av
 
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            base = stream.time_base
-            times = [
-                float(packet.pts * base)
-                for packet in container.demux(stream)
-                if packet.pts is not None and packet.size > 0
-            ]
-            return int(stream.frames or 0), sorted(times)
+            pts = sorted(
+                int(packet.pts) for packet in container.demux(stream) if packet.pts is not None and packet.size > 0
+            )
+            base = float(stream.time_base) if stream.time_base else 0.0
+            start = int(stream.start_time) if stream.start_time is not None else (pts[0] if pts else 0)
+            listed = int(stream.frames or 0)
     except (av.FFmpegError, IndexError) as exc:
         raise VideoError(
             path, f"not a readable video ({str(exc).splitlines()[0] if str(exc) else 'demuxer error'})"
         ) from exc
+    return FrameTable(tuple(pts), base, start, listed)
 
 
 def is_variable_rate(times: list[float], fps: float, tolerance: float = 0.25) -> bool:

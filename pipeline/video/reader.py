@@ -1,61 +1,147 @@
-"""Decode a frame range of a video file."""
+"""Decode a frame range of a video file, by the container's frame table.
+
+Frame ``i`` is the ``i``-th entry of the video's :class:`FrameTable` (the
+presentation timestamps of its packets). The reader seeks to the key frame
+before the first wanted frame and decodes forward, naming every decoded frame
+by its timestamp, so it lands on exact frames whatever the frame rate does,
+and decodes past damaged data the way players do: a packet the decoder
+rejects costs the frames it held, and those are reported by number, never
+skipped silently and never taken for the end of the stream.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import logging
+import os
+from collections.abc import Callable, Iterator
 
-import cv2
 import numpy as np
 
 from pipeline.errors import VideoError
-from pipeline.video.probe import open_capture
+from pipeline.video.probe import FrameTable, read_frame_table
+
+logger = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_table(path: str, size: int, mtime_ns: int) -> FrameTable:
+    return read_frame_table(path)
+
+
+def frame_table(path: str | os.PathLike) -> FrameTable:
+    """``path``'s frame table, read once per process for each version of the file."""
+    stat = os.stat(path)
+    return _cached_table(os.fspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+def _rotation(frame) -> int:
+    """Clockwise degrees a player turns ``frame`` by (its display matrix), one of 0, 90, 180, 270."""
+    # PyAV reports the display matrix's angle counter-clockwise.
+    return int(round(-(frame.rotation or 0) / 90.0)) % 4 * 90
+
+
+def _picture(frame, pixel_format: str) -> np.ndarray:
+    """The frame as a player shows it: ``pixel_format`` pixels, the rotation applied, C-contiguous."""
+    image = frame.to_ndarray(format=pixel_format)  # rows may be padded for alignment
+    turn = _rotation(frame)
+    if turn:
+        image = np.rot90(image, k=-turn // 90)
+    return np.ascontiguousarray(image)
 
 
 def iter_frames(
     path: str,
     start: int,
     end: int | None,
-    want=lambda index: True,
+    want: Callable[[int], bool] = lambda index: True,
     times_ms: list[float] | None = None,
     pixel_format: str = "bgr24",
+    missing: list[int] | None = None,
 ) -> Iterator[tuple[int, np.ndarray | None]]:
-    """Yield ``(index, frame)`` for frames ``start <= index < end`` (to the end
-    of the stream when ``end`` is None), ``frame`` in ``pixel_format``
-    (``bgr24``, OpenCV's layout, or ``rgb24``, the pose model's, converted in place).
+    """Yield ``(index, frame)`` for every frame ``start <= index < end`` (to the
+    last frame of the table when ``end`` is None), in order, ``frame`` in
+    ``pixel_format`` (``bgr24``, OpenCV's layout, or ``rgb24``, the pose model's)
+    with the rotation metadata applied.
 
-    Frames for which ``want(index)`` is false are skipped without being
-    converted (``frame`` is None), which is cheaper than decoding them fully.
-    Seeking lands on the exact frame: OpenCV seeks to the preceding key frame
-    and decodes forward; the position is checked after the seek. (OpenCV
-    numbers frames by time x fps, so a variable-frame-rate video must be read
-    from its start.) With ``times_ms`` given, each frame's presentation time
-    from the container is appended to it.
+    ``frame`` is None for a frame that ``want(index)`` declines (it is decoded
+    but not converted, which is cheaper) and for a frame whose data could not be
+    decoded. Undecodable frames are appended to ``missing``; when ``missing`` is
+    None, the first one raises VideoError instead. With ``times_ms`` given, each
+    frame's presentation time (from the stream's start) is appended to it.
     """
     if pixel_format not in ("bgr24", "rgb24"):
         raise ValueError(f"pixel_format: expected bgr24 or rgb24, got {pixel_format!r}")
-    rgb = pixel_format == "rgb24"
-    cap = open_capture(path)
-    try:
-        if start > 0:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-            position = int(cap.get(cv2.CAP_PROP_POS_FRAMES))
-            if position != start:
-                raise VideoError(path, f"seek to frame {start} landed on frame {position}")
-        index = start
-        while end is None or index < end:
-            if not cap.grab():
-                return
+    table = frame_table(path)
+    stop = len(table) if end is None else min(end, len(table))
+    if start >= stop:
+        return
+    position = {pts: i for i, pts in enumerate(table.pts)}
+    to_ms = table.time_base * 1000.0
+    expected = start  # the next frame number to yield
+
+    def gap(until: int) -> Iterator[tuple[int, None]]:
+        nonlocal expected
+        if until > expected:
+            lost = list(range(expected, until))
+            if missing is None:
+                raise VideoError(path, f"frame {lost[0]} could not be decoded")
+            logger.warning("%s: frames %d-%d could not be decoded", path, lost[0], lost[-1])
+            missing.extend(lost)
+        for index in range(expected, until):
             if times_ms is not None:
-                times_ms.append(float(cap.get(cv2.CAP_PROP_POS_MSEC)))
-            if want(index):
-                ok, frame = cap.retrieve()
-                if not ok or frame is None:
-                    raise VideoError(path, f"frame {index} could not be decoded")
-                if rgb:
-                    cv2.cvtColor(frame, cv2.COLOR_BGR2RGB, dst=frame)
-                yield index, frame
-            else:
-                yield index, None
-            index += 1
-    finally:
-        cap.release()
+                times_ms.append((table.pts[index] - table.start_pts) * to_ms)
+            yield index, None
+        expected = max(expected, until)
+
+    for frame in _decoded(path, table.pts[start], start > 0):
+        index = position.get(frame.pts)
+        if index is None or index < expected:
+            continue  # before the range (decoded from the key frame on), or a duplicate
+        if index >= stop:
+            break
+        yield from gap(index)
+        if times_ms is not None:
+            times_ms.append((table.pts[index] - table.start_pts) * to_ms)
+        yield index, (_picture(frame, pixel_format) if want(index) else None)
+        expected = index + 1
+        if expected >= stop:
+            return
+    yield from gap(stop)
+
+
+def _decoded(path: str, first_pts: int, seek: bool):
+    """Frames of the video stream from the key frame at or before ``first_pts``
+    on, packets the decoder rejects skipped (their frames never come out)."""
+    import av
+
+    try:
+        container = av.open(path)
+    except av.FFmpegError as exc:
+        raise VideoError(path, f"not a readable video ({_first_line(exc)})") from exc
+    with container:
+        stream = container.streams.video[0]
+        # Slice threads, FFmpeg's default: frame threads are faster but, on damaged data, lose whole
+        # frames that a single-frame decoder conceals, and lose different ones depending on where it starts.
+        stream.thread_type = "SLICE"
+        if seek:
+            container.seek(first_pts, stream=stream, backward=True, any_frame=False)
+        landed = rejected = False
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError as exc:
+                logger.debug("%s: packet at pts %s rejected by the decoder: %s", path, packet.pts, exc)
+                rejected = True
+                continue
+            for frame in frames:
+                if seek and not landed and not rejected and frame.pts is not None and frame.pts > first_pts:
+                    # A demuxer that cannot seek backwards to a key frame: the frames before would be lost.
+                    raise VideoError(path, f"seeking to timestamp {first_pts} landed after it ({frame.pts})")
+                landed = True
+                yield frame
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

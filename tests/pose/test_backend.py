@@ -204,13 +204,28 @@ def test_a_second_backend_runs_through_the_same_loop(sample_video, fps):
     assert backend.trackers[-1].timestamps == tracker.timestamps
 
 
-def test_last_chunk_reads_past_the_planned_end(sample_video, fps):
-    """A container that under-reports its frames: the last chunk grows to the stream's end."""
+def test_last_chunk_ends_at_the_frame_table(sample_video, fps):
+    """The last chunk holds exactly the frames the container's index lists."""
     frame_count = probe_video(str(sample_video)).frame_count
-    spec = ChunkSpec(str(sample_video), 9, 190, 200, 180, fps, None, is_last=True)
+    spec = ChunkSpec(str(sample_video), 9, 190, frame_count, 180, fps, None, is_last=True)
     chunk = track_chunk(spec, ToySettings(num_poses=2))
     np.testing.assert_array_equal(chunk.frame_index, np.arange(190, frame_count))
-    assert chunk.detected[:, 0].all() and not chunk.detected[:, 1].any()
+    assert chunk.detected[:, 0].all() and not chunk.detected[:, 1].any() and chunk.decoded.all()
+
+
+@pytest.mark.parametrize(("start", "end", "warmup_start"), [(0, 60, 0), (20, 40, 10), (23, 60, 18)])
+def test_undecodable_frames_keep_their_rows(tmp_path, sample_video, fps, start, end, warmup_start):
+    """A frame whose data cannot be decoded is a row marked not decoded and not sampled; the rest are tracked."""
+    import media
+
+    damaged = str(media.damaged_packets(tmp_path, sample_video))
+    spec = ChunkSpec(damaged, 0, start, end, warmup_start, fps, None, is_last=end == media.DAMAGED_FRAMES)
+    chunk = track_chunk(spec, ToySettings())
+    np.testing.assert_array_equal(chunk.frame_index, np.arange(start, end))
+    lost = [f for f in media.UNDECODABLE_FRAMES if start <= f < end]
+    assert list(chunk.frame_index[~chunk.decoded]) == lost
+    assert list(chunk.frame_index[~chunk.sampled]) == lost
+    assert not chunk.detected[~chunk.decoded].any() and chunk.detected[chunk.decoded, 0].all()
 
 
 def test_skeleton():

@@ -85,3 +85,75 @@ def test_seek_lands_on_exact_frame(sample_video, start):
 def test_reader_to_end_of_stream(sample_video):
     indices = [i for i, _ in iter_frames(str(sample_video), 200, None, want=lambda i: i % 2 == 0)]
     assert indices == list(range(200, 230))
+
+
+# -- damaged data: decoded past, the lost frames named ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory, sample_video):
+    import media
+
+    return str(media.damaged_packets(tmp_path_factory.mktemp("damaged"), sample_video))
+
+
+def test_reader_decodes_past_damage_and_names_the_lost_frames(damaged):
+    import media
+
+    assert probe_video(damaged).frame_count == media.DAMAGED_FRAMES  # the container's index, not where decoding stops
+    missing = []
+    frames = list(iter_frames(damaged, 0, None, missing=missing))
+    assert [i for i, _ in frames] == list(range(media.DAMAGED_FRAMES))  # every frame keeps its row, in order
+    assert missing == list(media.UNDECODABLE_FRAMES)
+    assert [i for i, f in frames if f is None] == missing
+    # the old reader, OpenCV's grab(), took the first damaged packet for the end of the stream
+    cap = cv2.VideoCapture(damaged)
+    grabbed = 0
+    while cap.grab():
+        grabbed += 1
+    assert grabbed < media.DAMAGED_FRAMES
+
+
+@pytest.mark.parametrize(("start", "stop"), [(0, 20), (18, 23), (20, 60), (22, 25), (24, 30), (40, 60)])
+def test_damage_is_the_same_whatever_the_range(damaged, start, stop):
+    import media
+
+    whole = dict(iter_frames(damaged, 0, None, missing=[]))
+    missing = []
+    part = list(iter_frames(damaged, start, stop, missing=missing))
+    assert [i for i, _ in part] == list(range(start, stop))
+    assert missing == [f for f in media.UNDECODABLE_FRAMES if start <= f < stop]
+    for index, frame in part:
+        assert (frame is None) == (whole[index] is None)
+        if frame is not None:
+            np.testing.assert_array_equal(frame, whole[index])
+
+
+def test_reader_without_a_missing_list_fails_on_the_first_lost_frame(damaged):
+    with pytest.raises(VideoError, match="frame 19 could not be decoded"):
+        list(iter_frames(damaged, 10, 30))
+
+
+def test_noise_over_the_sample_is_concealed_like_a_player(tmp_path, sample_video):
+    import media
+
+    noisy = str(media.random_bytes(tmp_path, sample_video))
+    missing = []
+    frames = list(iter_frames(noisy, 0, None, missing=missing, want=lambda i: i % 10 == 0))
+    assert len(frames) == 230 and missing == []
+    assert all(f is not None for i, f in frames if i % 10 == 0)
+
+
+@pytest.mark.parametrize("start", [1, 29, 30, 31, 59])
+def test_variable_frame_rate_seeks_by_timestamp(tmp_path, sample_video, start):
+    """A seek lands on the exact frame even where the rate changes (OpenCV seeks by time x average rate)."""
+    import media
+
+    vfr = str(media.variable_frame_rate(tmp_path, sample_video))
+    times = []
+    whole = list(iter_frames(vfr, 0, None, times_ms=times))
+    part_times = []
+    part = list(iter_frames(vfr, start, start + 1, times_ms=part_times))
+    assert part[0][0] == start
+    np.testing.assert_array_equal(part[0][1], whole[start][1])
+    assert part_times == [times[start]] == [pytest.approx(media.vfr_timestamps_s()[start] * 1000, abs=0.5)]
