@@ -91,7 +91,8 @@ def test_repetitions_ground_truth(batch, clips):
 
 def test_per_frame_series_in_pose_json(batch):
     document = _document(batch, "jump")
-    assert document["schema_version"] == "1.1"
+    assert document["schema_version"] == "1.2"
+    assert all(f["decoded"] for f in document["frames"]) and document["summary"]["undecodable_frames"] == []
     frames = document["frames"]
     person = next(p for f in frames for p in (f["persons"] or []))
     assert set(person["angles"]) == set(document["angle_names"])
