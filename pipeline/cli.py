@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
@@ -18,7 +19,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pipeline.analysis.sports import DEFAULT_SPORT, SPORT_PROFILES
-from pipeline.config import QUALITY_PRESETS, LLMSettings, PipelineConfig, load_env
+from pipeline.config import MEMORY_LIMIT_RANGE, QUALITY_PRESETS, LLMSettings, PipelineConfig, load_env
 from pipeline.errors import ClusterError, ConfigError, InputError, ModelError, OutputError, PipelineError
 from pipeline.inputs import discover_videos
 from pipeline.llm.openai_finetune import DEFAULT_OPENAI_BASE_MODEL
@@ -45,13 +46,15 @@ def _auto_int(text: str) -> int | None:
 
 
 def _number(low: float, high: float | None = None, what: str = "a number"):
-    """argparse type: a float in ``[low, high]`` (``low`` excluded when ``high`` is None)."""
+    """argparse type: a finite float in ``[low, high]`` (``low`` excluded when ``high`` is None)."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if (high is None and value <= low) or (high is not None and not low <= value <= high):
             bounds = f"> {low}" if high is None else f"in [{low}, {high}]"
             raise argparse.ArgumentTypeError(f"expected {what} {bounds}, got {value}")
@@ -99,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
          help="frames tracked before each chunk and not kept (default: from --quality)")  # fmt: skip
     _add(parser, "sample_fps", type=_number(0), default=None, metavar="FPS",
          help="analyse this many frames per second instead of every frame")  # fmt: skip
-    _add(parser, "memory_limit", type=_number(0.05, 0.95, "a fraction of system RAM"), default=0.4, metavar="FRACTION",
+    _add(parser, "memory_limit", type=_number(*MEMORY_LIMIT_RANGE, "a fraction of system RAM"), default=0.4, metavar="FRACTION",
          help="share of system RAM for the whole run (default: 0.4)")  # fmt: skip
     _add(parser, "dask_address", default=None, metavar="ADDR",
          help="attach to this Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else an embedded cluster)")  # fmt: skip
