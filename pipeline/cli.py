@@ -26,6 +26,7 @@ from pipeline.llm.openai_finetune import DEFAULT_OPENAI_BASE_MODEL
 from pipeline.llm.stage import TRAINERS, check_ready
 from pipeline.llm.teachers import DEFAULT_MODELS
 from pipeline.llm.trainer import DEFAULT_BASE_MODEL
+from pipeline.pose.native_log import SHOW_ENV as NATIVE_LOG_ENV
 from pipeline.stats import RunStats, process_start_time
 from pipeline.storage import ensure_writable, write_json
 
@@ -122,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(parser, "quiet", action="store_true",
          help="no progress bars and no info log lines: only the per-video and summary lines, "
               "warnings and errors")  # fmt: skip
-    _add(parser, "verbose", action="store_true", help="debug logging")
+    _add(parser, "verbose", action="store_true", help="debug logging, and MediaPipe's own log lines")
     _add(parser, "stats", default=None, metavar="FILE",
          help="write the run's timeline as JSON: engine start, first task, every chunk, steady-state frames/s")  # fmt: skip
     llm = parser.add_argument_group("LLM training data and training")
@@ -266,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if not args.verbose:
+    if args.verbose:
+        os.environ[NATIVE_LOG_ENV] = "1"  # MediaPipe's own log lines too, in the workers this run starts
+    else:
         # Dask configures its own loggers when imported; keep them to warnings.
         os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "warning")
         os.environ.setdefault("RAY_LOG_TO_STDERR", "0")
