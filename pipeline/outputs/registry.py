@@ -9,10 +9,10 @@ registered writers and knows none of them by name; the engine runs any task.
 A writer's tasks are plain module-level functions with picklable arguments.
 A task may take the results of earlier tasks of the same writer (``after``):
 the annotated video's join runs once every segment is rendered. The last task's
-success means the output is written. A writer marked ``only_complete`` runs
-after the video's other outputs, and its files are removed if the video fails. ``memory`` names the kind of task the
+success means the output is written. ``memory`` names the kind of task the
 memory plan reserves room for (``pipeline.memory.kind_bytes``); a task without
-it runs at once (it holds no frames).
+it runs at once (it holds no frames). A writer marked ``only_complete`` runs
+after the video's other outputs, and its ``files`` are removed if the video fails.
 
 Adding an output: one module with a writer class in ``pipeline/outputs/`` and
 one line in ``pipeline/outputs/__init__.py`` that registers it.

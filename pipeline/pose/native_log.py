@@ -13,9 +13,11 @@ threads while frames are tracked.
 :class:`NativeLogFilter` therefore holds file descriptor 2 in an in-memory
 file while a landmarker lives, and when the last one is closed writes back
 every line that is not one of those info or warning lines: errors, and
-whatever else the process printed meanwhile, still reach stderr (later, not
-lost). ``POSE_PIPELINE_NATIVE_LOG=1`` in the environment turns it off (the
-command line sets it for ``--verbose``; the Dask workers it starts inherit it).
+whatever else the process printed meanwhile, still reach stderr, at the end
+of the chunk (a process killed in the middle of one loses them; ``--verbose``
+shows everything as it is printed). ``POSE_PIPELINE_NATIVE_LOG=1`` in the
+environment turns the filter off (the command line sets it for ``--verbose``;
+the Dask workers it starts inherit it).
 """
 
 from __future__ import annotations
@@ -34,54 +36,65 @@ NOISE = re.compile(
     rb"|INFO: Created TensorFlow Lite )"
 )
 
-_lock = threading.Lock()
-_depth = 0
-_saved_fd: int | None = None
-_held: IO[bytes] | None = None
-
 
 def shown() -> bool:
     """The native libraries' own log lines go to stderr as they are printed."""
     return os.environ.get(SHOW_ENV) == "1"
 
 
+class _Capture:
+    """File descriptor 2 held in a file while any filter is open (one per process)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._holders = 0
+        self._saved_fd: int | None = None
+        self._file: IO[bytes] | None = None
+
+    def acquire(self) -> None:
+        with self._lock:
+            if self._holders == 0:
+                sys.stderr.flush()
+                self._file = _memory_file()
+                self._saved_fd = os.dup(2)
+                os.dup2(self._file.fileno(), 2)
+            self._holders += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._holders -= 1
+            if self._holders:
+                return
+            sys.stderr.flush()
+            os.dup2(self._saved_fd, 2)
+            os.close(self._saved_fd)
+            held, self._saved_fd, self._file = self._file, None, None
+        held.seek(0)
+        kept = b"".join(line for line in held.read().splitlines(keepends=True) if not NOISE.match(line))
+        held.close()
+        _write_all(2, kept)
+
+
+_CAPTURE = _Capture()
+
+
 class NativeLogFilter:
-    """Held while a landmarker lives (``open`` ... ``close``, or ``with``); nested and concurrent holds share one capture."""
+    """Open while a landmarker lives (``open`` ... ``close``, or ``with``); filters
+    open at the same time in one process share one capture."""
 
     def __init__(self) -> None:
         self._open = False
 
     def open(self) -> NativeLogFilter:
-        global _depth, _saved_fd, _held
-        if shown() or self._open:
-            return self
-        with _lock:
-            if _depth == 0:
-                sys.stderr.flush()
-                _held = _memory_file()
-                _saved_fd = os.dup(2)
-                os.dup2(_held.fileno(), 2)
-            _depth += 1
+        if not shown() and not self._open:
+            _CAPTURE.acquire()
             self._open = True
         return self
 
     def close(self) -> None:
-        global _depth, _saved_fd, _held
-        if not self._open:
-            return
-        with _lock:
+        if self._open:
             self._open = False
-            _depth -= 1
-            if _depth:
-                return
-            sys.stderr.flush()
-            os.dup2(_saved_fd, 2)
-            os.close(_saved_fd)
-            held, _saved_fd, _held = _held, None, None
-        held.seek(0)
-        kept = b"".join(line for line in held.read().splitlines(keepends=True) if not NOISE.match(line))
-        held.close()
-        _write_all(2, kept)
+            _CAPTURE.release()
 
     def __enter__(self) -> NativeLogFilter:
         return self.open()
