@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
@@ -18,13 +19,14 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pipeline.analysis.sports import DEFAULT_SPORT, SPORT_PROFILES
-from pipeline.config import QUALITY_PRESETS, LLMSettings, PipelineConfig, load_env
+from pipeline.config import MEMORY_LIMIT_RANGE, QUALITY_PRESETS, LLMSettings, PipelineConfig, load_env
 from pipeline.errors import ClusterError, ConfigError, InputError, ModelError, OutputError, PipelineError
 from pipeline.inputs import discover_videos
 from pipeline.llm.openai_finetune import DEFAULT_OPENAI_BASE_MODEL
 from pipeline.llm.stage import TRAINERS, check_ready
 from pipeline.llm.teachers import DEFAULT_MODELS
 from pipeline.llm.trainer import DEFAULT_BASE_MODEL
+from pipeline.pose.native_log import SHOW_ENV as NATIVE_LOG_ENV
 from pipeline.stats import RunStats, process_start_time
 from pipeline.storage import ensure_writable, write_json
 
@@ -45,13 +47,15 @@ def _auto_int(text: str) -> int | None:
 
 
 def _number(low: float, high: float | None = None, what: str = "a number"):
-    """argparse type: a float in ``[low, high]`` (``low`` excluded when ``high`` is None)."""
+    """argparse type: a finite float in ``[low, high]`` (``low`` excluded when ``high`` is None)."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
         if (high is None and value <= low) or (high is not None and not low <= value <= high):
             bounds = f"> {low}" if high is None else f"in [{low}, {high}]"
             raise argparse.ArgumentTypeError(f"expected {what} {bounds}, got {value}")
@@ -99,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
          help="frames tracked before each chunk and not kept (default: from --quality)")  # fmt: skip
     _add(parser, "sample_fps", type=_number(0), default=None, metavar="FPS",
          help="analyse this many frames per second instead of every frame")  # fmt: skip
-    _add(parser, "memory_limit", type=_number(0.05, 0.95, "a fraction of system RAM"), default=0.4, metavar="FRACTION",
+    _add(parser, "memory_limit", type=_number(*MEMORY_LIMIT_RANGE, "a fraction of system RAM"), default=0.4, metavar="FRACTION",
          help="share of system RAM for the whole run (default: 0.4)")  # fmt: skip
     _add(parser, "dask_address", default=None, metavar="ADDR",
          help="attach to this Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else an embedded cluster)")  # fmt: skip
@@ -119,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add(parser, "quiet", action="store_true",
          help="no progress bars and no info log lines: only the per-video and summary lines, "
               "warnings and errors")  # fmt: skip
-    _add(parser, "verbose", action="store_true", help="debug logging")
+    _add(parser, "verbose", action="store_true", help="debug logging, and MediaPipe's own log lines")
     _add(parser, "stats", default=None, metavar="FILE",
          help="write the run's timeline as JSON: engine start, first task, every chunk, steady-state frames/s")  # fmt: skip
     llm = parser.add_argument_group("LLM training data and training")
@@ -263,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if not args.verbose:
+    if args.verbose:
+        os.environ[NATIVE_LOG_ENV] = "1"  # MediaPipe's own log lines too, in the workers this run starts
+    else:
         # Dask configures its own loggers when imported; keep them to warnings.
         os.environ.setdefault("DASK_DISTRIBUTED__LOGGING__DISTRIBUTED", "warning")
         os.environ.setdefault("RAY_LOG_TO_STDERR", "0")

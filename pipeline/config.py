@@ -8,8 +8,9 @@ once, here: quality presets, sport types, teachers and trainers.
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from pipeline.errors import ConfigError
@@ -23,12 +24,22 @@ DEFAULT_TEACHER_MODELS = {"openai": "gpt-4.1-mini", "claude": "claude-haiku-4-5"
 TRAINERS: tuple[str, ...] = ("auto", "local", "openai")
 KEYLESS = "no-key"  # sent to an OpenAI-compatible server given by --llm_base_url when no key is set
 DEFAULT_VAL_FRACTION = 0.2
+MEMORY_LIMIT_RANGE = (0.05, 0.95)  # --memory_limit: the share of system RAM a run may take
 
 
 def check_sport(sport_type: str) -> str:
     if sport_type not in SPORT_TYPES:
         raise ConfigError(f"unknown sport_type '{sport_type}' (choose from {', '.join(SPORT_TYPES)})")
     return sport_type
+
+
+def check_finite(settings) -> None:
+    """Every number of a settings dataclass is finite: NaN passes every comparison
+    a range check makes, and infinity ends up as ``Infinity`` in JSON outputs."""
+    for item in fields(settings):
+        value = getattr(settings, item.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{item.name} must be a finite number, got {value}")
 
 
 # -- analysis -------------------------------------------------------------------
@@ -48,6 +59,9 @@ class EventParams:
     rep_min_period_s: float = 0.4
     rep_relative_prominence: float = 0.4
 
+    def __post_init__(self) -> None:
+        check_finite(self)
+
 
 @dataclass(frozen=True)
 class AnalysisParams:
@@ -65,6 +79,7 @@ class AnalysisParams:
     sport_type: str = DEFAULT_SPORT
 
     def __post_init__(self) -> None:
+        check_finite(self)
         check_sport(self.sport_type)
 
 
@@ -162,6 +177,7 @@ class LLMSettings:
     env: dict = field(default_factory=lambda: dict(os.environ), repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        check_finite(self)
         unknown = set(self.teachers) - set(TEACHERS)
         if unknown:
             raise ConfigError(f"unknown teacher(s) {', '.join(sorted(unknown))}")
@@ -171,6 +187,8 @@ class LLMSettings:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.batch_size < 1 or self.concurrency < 1:
             raise ConfigError("llm batch size and concurrency must be >= 1")
+        if self.poll_s <= 0:
+            raise ConfigError(f"poll_s must be > 0, got {self.poll_s}")
 
     @property
     def active(self) -> bool:
@@ -252,6 +270,7 @@ class PipelineConfig:
     llm: LLMSettings = field(default_factory=LLMSettings)  # teachers and training after the videos
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if self.quality not in QUALITY_PRESETS:
             raise ConfigError(f"unknown quality '{self.quality}' (choose from {', '.join(QUALITY_PRESETS)})")
         if self.num_poses < 1:
@@ -264,8 +283,9 @@ class PipelineConfig:
             raise ConfigError(f"warmup_frames must be >= 0, got {self.warmup_frames}")
         if self.sample_fps is not None and self.sample_fps <= 0:
             raise ConfigError(f"sample_fps must be > 0, got {self.sample_fps}")
-        if not 0.05 <= self.memory_limit <= 0.95:
-            raise ConfigError(f"memory_limit is a fraction of system RAM in [0.05, 0.95], got {self.memory_limit}")
+        low, high = MEMORY_LIMIT_RANGE
+        if not low <= self.memory_limit <= high:
+            raise ConfigError(f"memory_limit is a fraction of system RAM in [{low}, {high}], got {self.memory_limit}")
         if self.analyzers is not None and self.analyzers < 1:
             raise ConfigError(f"analyzers must be >= 1 or auto, got {self.analyzers}")
         check_sport(self.sport_type)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+
 
 class PipelineError(Exception):
     """Base class of every error the pipeline raises on purpose."""
@@ -45,3 +48,54 @@ class OutputError(PipelineError):
 
 class LLMError(PipelineError):
     """Building the training data, calling a teacher model or training failed."""
+
+
+# -- one line for any failure ----------------------------------------------------------
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")  # colour and other terminal control sequences
+_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")  # default object reprs
+# Where a remote task ran, as engines append it: "(pid=123, ip=127.0.0.1, actor_id=..., repr=...)"
+_WHERE = re.compile(r"\s*\((?:pid|ip|actor_id|repr)=[^()]*\)")
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The error that ``exc`` reports: wrappers are unwrapped. A remote task's
+    error (an engine's wrapper with a ``cause``, such as Ray's RayTaskError) gives
+    its cause; an error raised ``from`` another gives that other one, unless it
+    is a PipelineError, whose message already says what happened."""
+    seen: set[int] = set()
+    while id(exc) not in seen:
+        seen.add(id(exc))
+        wrapped = getattr(exc, "cause", None)
+        if isinstance(wrapped, BaseException):
+            exc = wrapped
+        elif isinstance(exc, PipelineError) or exc.__cause__ is None:
+            return exc
+        else:
+            exc = exc.__cause__
+    return exc
+
+
+def one_line_reason(exc: BaseException) -> str:
+    """The cause of ``exc`` as one line for a user: a file-system error as its
+    strerror and file name (``No space left on device: '/out/x.npz'``), a
+    PipelineError as its message (a VideoError's reason alone: the result line
+    shows the path), anything else as ``Type: first line``. No terminal colour
+    codes, object reprs or remote-process details."""
+    cause = root_cause(exc)
+    if isinstance(cause, VideoError):
+        text = _first_line(cause.reason)
+    elif isinstance(cause, PipelineError):
+        text = _first_line(str(cause))
+    elif isinstance(cause, OSError) and cause.strerror:
+        names = [repr(os.fsdecode(n)) for n in (cause.filename, cause.filename2) if isinstance(n, str | bytes)]
+        text = cause.strerror + (": " + " -> ".join(names) if names else "")
+    else:
+        first = _first_line(str(cause))
+        text = f"{type(cause).__name__}: {first}" if first else type(cause).__name__
+    return text or type(cause).__name__
+
+
+def _first_line(text: str) -> str:
+    text = _WHERE.sub("", _REPR.sub("", _ANSI.sub("", text)))
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return next((line for line in lines if line), "")

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from pipeline.config import MEMORY_LIMIT_RANGE
 from pipeline.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -139,10 +140,14 @@ def plan_resources(
     total = total or system_memory()
     budget = int(fraction * total)
     task = task_bytes(*largest_frame_wh, render)
-    object_store = max(MIN_OBJECT_STORE_BYTES, int(OBJECT_STORE_SHARE * budget)) if embedded_ray else 0
+    object_store = _object_store(budget, embedded_ray)
+
+    def fits_at(share: float, w: int, a: int) -> bool:
+        limit = int(share * total)
+        return _needed(w, a, task, _object_store(limit, embedded_ray), embedded_ray, embedded_dask)[1] <= limit
 
     def fits(w: int, a: int) -> bool:
-        return _needed(w, a, task, object_store, embedded_ray, embedded_dask)[1] <= budget
+        return fits_at(fraction, w, a)
 
     chosen_workers = workers or cores
     if workers is None:
@@ -154,13 +159,12 @@ def plan_resources(
             chosen_analyzers -= 1
     fixed, needed = _needed(chosen_workers, chosen_analyzers, task, object_store, embedded_ray, embedded_dask)
     if needed > budget:
-        share = math.ceil(needed / total * 100) / 100
         what = f"{chosen_workers} worker(s) and {chosen_analyzers} analyzer(s)"
+        advice = _advice(fraction, chosen_workers, analyzers, fits_at)
         raise ConfigError(
             f"memory budget {budget / GiB:.2f} GiB (--memory_limit {fraction:g} of {total / GiB:.1f} GiB) "
             f"cannot hold {what} for {largest_frame_wh[0]}x{largest_frame_wh[1]} frames: about "
-            f"{needed / GiB:.2f} GiB needed (--memory_limit {share:g}"
-            + (" or fewer --workers)" if workers and workers > 1 else ")")
+            f"{needed / GiB:.2f} GiB needed ({advice})"
         )
     worker_limit = WORKER_BYTES + task + max(0, (budget - needed) // max(1, chosen_workers))
     return ResourcePlan(
@@ -172,6 +176,42 @@ def plan_resources(
         task_reserve=chosen_workers * task,
         fixed=fixed,
     )
+
+
+def _object_store(budget: int, embedded_ray: bool) -> int:
+    return max(MIN_OBJECT_STORE_BYTES, int(OBJECT_STORE_SHARE * budget)) if embedded_ray else 0
+
+
+def _advice(fraction: float, workers: int, analyzers: int | None, fits_at: Callable[[float, int, int], bool]) -> str:
+    """What makes a run that does not fit possible: a --memory_limit in the allowed
+    range, fewer --workers, or both. ``analyzers`` None: as many as fit, up to 2."""
+    high = MEMORY_LIMIT_RANGE[1]
+
+    def fit(share: float, w: int) -> bool:
+        return any(fits_at(share, w, a) for a in ([analyzers] if analyzers else range(min(2, w), 0, -1)))
+
+    def least_share(w: int) -> float | None:  # the smallest allowed --memory_limit that holds w workers
+        start = max(math.ceil(fraction * 100), math.ceil(MEMORY_LIMIT_RANGE[0] * 100))
+        return next((p / 100 for p in range(start, round(high * 100) + 1) if fit(p / 100, w)), None)
+
+    def most_workers(share: float) -> int:  # the most workers (fewer than asked) that ``share`` holds
+        return next((w for w in range(workers - 1, 0, -1) if fit(share, w)), 0)
+
+    share = least_share(workers)
+    here = most_workers(fraction)
+    if share is not None:
+        return f"--memory_limit {share:g}" + (f", or at most --workers {here} with this limit" if here else "")
+    top = most_workers(high)
+    if here:
+        more = f", or at most --workers {top} with --memory_limit {high:g}" if top > here else ""
+        return f"more than the largest --memory_limit, {high:g}, holds: use at most --workers {here}{more}"
+    if top:
+        return (
+            f"more than the largest --memory_limit, {high:g}, holds: "
+            f"use at most --workers {top} with --memory_limit {least_share(top):g}"
+        )
+    hint = "; fewer --analyzers" if analyzers and analyzers > 1 else ""
+    return f"more than the largest --memory_limit, {high:g}, holds even for one worker{hint}"
 
 
 def release_freed_memory() -> None:

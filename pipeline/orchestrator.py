@@ -31,7 +31,7 @@ from pipeline import storage
 from pipeline.analysis.analyzer import TrackMeta
 from pipeline.config import PipelineConfig
 from pipeline.engines import Engines
-from pipeline.errors import OutputError, PipelineError, VideoError
+from pipeline.errors import OutputError, PipelineError, VideoError, one_line_reason
 from pipeline.inputs import output_names
 from pipeline.llm.stage import check_ready, run_llm_stage
 from pipeline.memory import MemoryMonitor, MiB, ResourcePlan, kind_bytes, plan_resources
@@ -156,7 +156,7 @@ class VideoPipeline:
             try:
                 run.result.info = probe_video(run.result.video)
             except (VideoError, OSError) as exc:
-                self._fail(run, _one_line(exc))
+                self._fail(run, one_line_reason(exc))
         self.stats.mark("videos_probed")
         batch_frames = sum(run.result.info.frame_count for run in runs if not run.finished)
         for run in runs:
@@ -164,7 +164,7 @@ class VideoPipeline:
                 try:
                     self._prepare(run, batch_frames)
                 except (VideoError, OutputError, OSError) as exc:
-                    self._fail(run, _one_line(exc))
+                    self._fail(run, one_line_reason(exc))
         self.stats.mark("videos_planned")
         self._run([run for run in runs if not run.finished])
         batch = BatchResult(videos=[run.result for run in runs], elapsed_s=time.perf_counter() - t0)
@@ -305,9 +305,9 @@ class VideoPipeline:
             run.summary = done.future.result()
             self._start_outputs(run)
         except (PipelineError, OSError) as exc:
-            self._fail(run, _one_line(exc))
+            self._fail(run, one_line_reason(exc))
         except Exception as exc:  # noqa: BLE001 - an actor's error arrives wrapped by Ray
-            self._fail(run, f"analysis failed: {_one_line(exc)}")
+            self._fail(run, f"analysis failed: {one_line_reason(exc)}")
 
     # -- outputs ---------------------------------------------------------------------
     def _start_outputs(self, run: VideoRun) -> None:
@@ -329,8 +329,19 @@ class VideoPipeline:
         works: list[Work] = []
         for writer in self._writers:
             run.pending_outputs.add(writer.name)
-            works += self._writer_works(run, writer, video)
+            if writer.only_complete:
+                run.final_outputs += self._writer_works(run, writer, video)
+            else:
+                works += self._writer_works(run, writer, video)
         self._scheduler.add_first(works)
+        self._start_final_outputs(run)
+
+    def _start_final_outputs(self, run: VideoRun) -> None:
+        """Once only the ``only_complete`` outputs are missing, start them."""
+        final = {w.name for w in self._writers if w.only_complete}
+        if run.final_outputs and run.pending_outputs <= final:
+            works, run.final_outputs = run.final_outputs, []
+            self._scheduler.add_first(works)
 
     def _writer_works(self, run: VideoRun, writer: OutputWriter, video: VideoOutputs) -> list[Work]:
         """The writer's tasks as scheduler work. Only the last says whether the output
@@ -366,6 +377,8 @@ class VideoPipeline:
         run.pending_outputs.discard(writer.name)
         if not run.pending_outputs:
             self._succeed(run)
+        else:
+            self._start_final_outputs(run)
 
     def _succeed(self, run: VideoRun) -> None:
         result, summary = run.result, run.summary
@@ -378,11 +391,15 @@ class VideoPipeline:
         result.elapsed_s = time.perf_counter() - run.started
         result.outputs = dict(sorted(result.outputs.items()))
         run.work.drop_analysis()
-        run.work.mark_complete(run.plan.output_key, result.to_dict())
+        try:
+            run.work.mark_complete(run.plan.output_key, result.to_dict())
+        except OSError as exc:
+            self._fail(run, f"cannot record the finished video in {run.work.root}: {one_line_reason(exc)}")
+            return
         self._advance(run, Stage.DONE)
 
     def _task_error(self, exc: BaseException, what: str) -> str:
-        return self.dask.workers_lost(exc, what) or _one_line(exc)
+        return self.dask.workers_lost(exc, what) or one_line_reason(exc)
 
     def _settings_block(self, run: VideoRun) -> dict:
         return self.config.to_dict() | {"batch_size": run.plan.batch_size}
@@ -397,11 +414,23 @@ class VideoPipeline:
         try:
             run.work.drop_analysis()
         except OSError as exc:
-            logger.warning("%s: could not remove the stored analysis: %s", run.result.video, exc)
+            logger.warning("%s: could not remove the stored analysis: %s", run.result.video, one_line_reason(exc))
+        for writer in self._writers:
+            if writer.only_complete:
+                self._remove_output(run, writer)
         run.result.success = False
         run.result.error = reason
         run.result.elapsed_s = time.perf_counter() - run.started
         self._advance(run, Stage.FAILED)
+
+    def _remove_output(self, run: VideoRun, writer: OutputWriter) -> None:
+        """A failed video keeps none of the files of an ``only_complete`` output (this run's or an earlier one's)."""
+        for location in writer.files(self.config, run.result.name):
+            try:
+                storage.remove(location)
+            except OSError as exc:
+                logger.warning("%s: could not remove %s: %s", run.result.video, location, one_line_reason(exc))
+        run.result.outputs.pop(writer.name, None)
 
     def _advance(self, run: VideoRun, stage: Stage) -> None:
         run.advance(stage)
@@ -432,14 +461,6 @@ def _settle(outcome: Future, finished: Future | None = None, error: BaseExceptio
             outcome.set_exception(error)
     except InvalidStateError:
         pass
-
-
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, VideoError):
-        return exc.reason  # the result line shows the path already
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    return first if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {first}"
 
 
 def process_videos(paths: Iterable[str | Path], config: PipelineConfig | None = None, **overrides) -> BatchResult:

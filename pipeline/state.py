@@ -51,6 +51,7 @@ class VideoRun:
         self.records: dict[int, ChunkRecord] = {}
         self.summary: dict | None = None
         self.pending_outputs: set[str] = set()
+        self.final_outputs: list = []  # scheduler work of the outputs written once the others are
         self.scratch: list[str] = []  # folders to remove if the video fails
 
     def advance(self, stage: Stage) -> None:

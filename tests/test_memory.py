@@ -43,7 +43,9 @@ def test_budget_that_cannot_hold_one_worker_says_what_it_needs():
 
 
 def test_explicit_workers_that_do_not_fit_fail_with_advice():
-    with pytest.raises(ConfigError, match="fewer --workers"):
+    with pytest.raises(
+        ConfigError, match=r"use at most --workers \d+, or at most --workers \d+ with --memory_limit 0.95"
+    ):
         plan_resources(
             0.2, cores=2, workers=16, analyzers=None, largest_frame_wh=(3840, 2160), render=True, total=TOTAL
         )

@@ -49,8 +49,10 @@ def save_analysis(folder: str | os.PathLike, analysis: Analysis) -> Path:
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(tmp, folder)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(folder)  # a failed write names no file: say where it went
         raise
     return folder
 

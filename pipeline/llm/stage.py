@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import TEACHER_KEYS, TRAINERS, LLMSettings, PipelineConfig
-from pipeline.errors import ConfigError, LLMError
+from pipeline.errors import ConfigError, LLMError, one_line_reason
 from pipeline.llm.build import assemble_dataset, read_jsonl, video_files, write_jsonl
 from pipeline.llm.openai_finetune import DEFAULT_OPENAI_BASE_MODEL, openai_finetune
 from pipeline.llm.teachers import Teacher, TeacherSettings
@@ -117,8 +117,8 @@ def run_llm_stage(videos: list[str], config: PipelineConfig, say: Callable[[str]
         usage = _synthetic(options, folder, videos, sport, say, result) if options.teachers else {}
         sources = ("rules", *options.teachers)
         card = assemble_dataset(folder, videos, sources, options.val_fraction, settings, extras={"synthetic": usage})
-    except LLMError as exc:
-        result.fail(f"LLM data: {exc}")
+    except (LLMError, OSError) as exc:
+        result.fail(f"LLM data: {one_line_reason(exc)}")
         return result
     result.card = card
     splits = card["splits"]
@@ -147,7 +147,7 @@ def _train(options: LLMSettings, card: dict, say, result: StageResult) -> None:
                 wait=options.wait, poll_s=options.poll_s, progress=say,
             )  # fmt: skip
         except LLMError as exc:
-            result.fail(f"training: {exc}")
+            result.fail(f"training: {one_line_reason(exc)}")
             return
         result.training = record
         line = f"OpenAI fine-tuning job {record['job_id']}: {record['status']}"
@@ -170,7 +170,7 @@ def _train(options: LLMSettings, card: dict, say, result: StageResult) -> None:
         settings = trainer.LocalTrainSettings(base_model=options.base_model or "auto")
         record = trainer.train_local(train, val, options.models_dir, settings, progress=_step_logger(say))
     except LLMError as exc:
-        result.fail(f"training: {exc}")
+        result.fail(f"training: {one_line_reason(exc)}")
         return
     result.training = record.to_dict()
     if record.base_model_note:

@@ -11,7 +11,8 @@ A task may take the results of earlier tasks of the same writer (``after``):
 the annotated video's join runs once every segment is rendered. The last task's
 success means the output is written. ``memory`` names the kind of task the
 memory plan reserves room for (``pipeline.memory.kind_bytes``); a task without
-it runs at once (it holds no frames).
+it runs at once (it holds no frames). A writer marked ``only_complete`` runs
+after the video's other outputs, and its ``files`` are removed if the video fails.
 
 Adding an output: one module with a writer class in ``pipeline/outputs/`` and
 one line in ``pipeline/outputs/__init__.py`` that registers it.
@@ -69,6 +70,10 @@ class OutputWriter:
 
     name: str = ""
     label: str = ""  # what the output is called in messages ("annotated video")
+    # True: the output exists only for videos that succeed (data built from the
+    # others, such as LLM examples): its tasks start once every other output of
+    # the video is written, and its files are removed when the video fails.
+    only_complete: bool = False
 
     def enabled(self, config: PipelineConfig) -> bool:
         return True
@@ -76,6 +81,10 @@ class OutputWriter:
     def location(self, config: PipelineConfig, name: str) -> str:
         """Where the output goes, as the user gave the folder (shown in the result line)."""
         raise NotImplementedError
+
+    def files(self, config: PipelineConfig, name: str) -> tuple[str, ...]:
+        """Every file of the output for one video (removed on failure when ``only_complete``)."""
+        return (self.location(config, name),)
 
     def disk_need(self, config: PipelineConfig, info: VideoInfo) -> DiskNeed | None:
         """Bytes the output needs while it is written (None: small enough not to count)."""

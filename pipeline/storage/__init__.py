@@ -114,8 +114,10 @@ def atomic_write(location: Location, write: Callable[[IO], Any], *, text: bool =
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; outputs get the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)  # a failed write names no file: say which one ("No space left on device: ...")
         raise
     return target
 

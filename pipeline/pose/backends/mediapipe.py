@@ -10,12 +10,14 @@ on which chunk the worker happened to run before it. With a landmarker per
 chunk the result of a chunk depends on the chunk alone, and the chunk's warm-up
 frames (decoded and tracked, not kept) bring the tracking close to the state a
 sequential run has at the chunk's first kept frame.
+
+MediaPipe's own info and warning lines are held back while a landmarker lives
+(``pipeline.pose.native_log``) unless ``POSE_PIPELINE_NATIVE_LOG=1``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -24,10 +26,8 @@ import numpy as np
 from pipeline.errors import ModelError
 from pipeline.pose.backends import FramePoses, FrameTracker, PoseBackend
 from pipeline.pose.models import ModelFile
+from pipeline.pose.native_log import NativeLogFilter
 from pipeline.pose.skeleton import BLAZEPOSE_33, Skeleton
-
-os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ log: errors only
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 _CONFIDENCES = ("min_detection_confidence", "min_presence_confidence", "min_tracking_confidence")
 
@@ -105,20 +105,23 @@ class MediaPipeBackend(PoseBackend):
 
     def start(self) -> MediaPipeTracker:
         """A new landmarker: VIDEO mode, its tracking state empty."""
+        native_log = NativeLogFilter().open()
         try:
             landmarker = self._factory.create_from_options(self._options)
         except (RuntimeError, ValueError) as exc:
+            native_log.close()
             raise ModelError(f"pose model {self.settings.model_path} could not be loaded: {exc}") from exc
-        return MediaPipeTracker(landmarker, self._mp, self.settings.num_poses)
+        return MediaPipeTracker(landmarker, self._mp, self.settings.num_poses, native_log)
 
 
 class MediaPipeTracker(FrameTracker):
     """One landmarker, for one chunk."""
 
-    def __init__(self, landmarker, mp, num_poses: int) -> None:
+    def __init__(self, landmarker, mp, num_poses: int, native_log: NativeLogFilter) -> None:
         self._landmarker = landmarker
         self._mp = mp
         self._num_poses = num_poses
+        self._native_log = native_log  # held until the landmarker's threads have stopped
 
     def __call__(self, frame: np.ndarray, timestamp_ms: int) -> FramePoses:
         mp = self._mp
@@ -135,7 +138,10 @@ class MediaPipeTracker(FrameTracker):
         )
 
     def close(self) -> None:
-        self._landmarker.close()
+        try:
+            self._landmarker.close()
+        finally:
+            self._native_log.close()
 
 
 def _score(value) -> float:
