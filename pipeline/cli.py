@@ -295,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     progress = ProgressDisplay(enabled=False if args.quiet else None)
     try:
-        with logging_redirect_tqdm(), VideoPipeline(config, progress=progress, stats=stats) as pipeline:
+        pipeline = VideoPipeline(config, progress=progress, stats=stats)
+        pipeline.claim(videos)  # videos another run holds are skipped before the engines start
+        with logging_redirect_tqdm(), pipeline:
             logger.info("%d video(s); engines ready in %.1f s", len(videos), time.perf_counter() - started)
             batch = pipeline.process(videos)
     except ConfigError as exc:
@@ -314,13 +316,15 @@ def main(argv: list[str] | None = None) -> int:
     for line in batch.llm.lines if batch.llm else ():
         print(line)
     failed = len(batch.failed)
+    succeeded = sum(r.success for r in batch.videos)
     skipped = sum(r.skipped for r in batch.videos)
     peak = batch.memory.get("peak_bytes", 0) / 1024**3
     budget = batch.memory.get("budget_bytes", 0) / 1024**3
     print(
-        f"{len(batch.videos) - failed}/{len(batch.videos)} video(s) succeeded in {batch.elapsed_s:.1f} s"
+        f"{succeeded}/{len(batch.videos)} video(s) succeeded in {batch.elapsed_s:.1f} s"
         + (f" ({skipped} complete from an earlier run)" if skipped else "")
-        + f"; memory peak {peak:.2f} of {budget:.2f} GiB"
+        + (f"; {len(batch.held)} held by another run" if batch.held else "")
+        + (f"; memory peak {peak:.2f} of {budget:.2f} GiB" if batch.memory else "")
         + (f" (submissions held {batch.memory['pauses']} time(s))" if batch.memory.get("pauses") else "")
         + (f"; failed: {', '.join(r.video for r in batch.failed)}" if failed else "")
     )

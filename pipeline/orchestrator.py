@@ -12,8 +12,14 @@ Streaming: workers write each chunk's landmarks to the video's work folder
 disk and stores its analysis there; the writers read the stored analysis a
 frame range at a time. The driver holds records and summaries only, so its
 memory does not grow with a video's length. A re-run finds the chunks an
-earlier run finished and skips videos that are complete. One video's failure
-is recorded in its result and never stops the others.
+earlier run finished, skips videos that are complete and, for a complete video
+that misses an output, writes that output alone from the kept analysis. One
+video's failure is recorded in its result and never stops the others.
+
+Two runs on one output folder: a run works on a video only while it holds the
+video's lock (``WorkFolder.lock``); a video another run holds is skipped at
+once (``held``). ``summary.csv`` is rewritten at the end from the manifests of
+the whole output folder, under the folder's lock.
 """
 
 from __future__ import annotations
@@ -80,10 +86,14 @@ class VideoPipeline:
         self.monitor: MemoryMonitor | None = None
         self.engines = Engines(self.config, self.stats)
         self._scheduler: Scheduler | None = None
+        self._claimed: tuple[list[Path], list[VideoRun]] | None = None
 
     # -- engines ---------------------------------------------------------------
     def start(self) -> VideoPipeline:
         config = self.config
+        if self._claimed is not None and all(run.finished for run in self._claimed[1]):
+            logger.info("every video is held by another run: the engines are not started")
+            return self
         for note in check_ready(config):  # missing keys stop the run before any engine starts
             logger.warning("%s", note)
         self.stats.mark("engines_start")
@@ -115,6 +125,8 @@ class VideoPipeline:
         return self.engines.ray
 
     def close(self) -> None:
+        if self._claimed is not None:
+            self._release(self._claimed[1])
         self.stats.mark("engines_stop")
         if self.monitor is not None:
             self.monitor.stop()
@@ -135,11 +147,11 @@ class VideoPipeline:
     def estimator_settings(self) -> MediaPipeSettings:
         return MediaPipeSettings.from_preset(self.config.preset, self.model, self.config.num_poses)
 
-    def process(self, paths: Iterable[str | Path]) -> BatchResult:
-        """Every video, then the LLM step on those that wrote examples."""
-        if self.dask is None:
-            raise RuntimeError("VideoPipeline.process() before start() (use it as a context manager)")
-        t0 = time.perf_counter()
+    def claim(self, paths: Iterable[str | Path]) -> list[VideoRun]:
+        """Take the lock of every video's work folder, without waiting: a video
+        another run holds is left to it (its result says which run). ``process``
+        claims by itself; claiming first (as the command line does) lets a run
+        whose every video is held finish without starting the engines."""
         for folder in self.config.output_folders:
             storage.ensure_writable(folder)
         paths = [Path(p) for p in paths]
@@ -147,6 +159,45 @@ class VideoPipeline:
         runs = [
             VideoRun(path, names[path], WorkFolder.for_video(self.config.output_dir, names[path])) for path in paths
         ]
+        for run in runs:
+            owner = run.work.lock.try_acquire()
+            if owner is not None:
+                run.result.held_by = owner.describe()
+                run.result.error = f"another run ({owner.describe()}) is processing it"
+                self._advance(run, Stage.HELD)
+        self._claimed = (paths, runs)
+        return runs
+
+    def _release(self, runs: list[VideoRun]) -> None:
+        for run in runs:
+            run.work.lock.release()
+
+    def process(self, paths: Iterable[str | Path]) -> BatchResult:
+        """Every video, then the LLM step on those that wrote examples."""
+        t0 = time.perf_counter()
+        paths = [Path(p) for p in paths]
+        claimed = self._claimed is not None and self._claimed[0] == paths
+        runs = self._claimed[1] if claimed else self.claim(paths)
+        try:
+            self._process([run for run in runs if not run.finished])
+        finally:
+            self._release(runs)
+            self._claimed = None
+        batch = BatchResult(videos=[run.result for run in runs], elapsed_s=time.perf_counter() - t0)
+        batch.memory = self.monitor.report() if self.monitor is not None else {}
+        batch.summary_csv = write_summary_csv(self.config.output_dir)
+        if self.config.llm_data_dir is not None:
+            done = [r.name for r in batch.videos if r.success and "llm_examples" in r.outputs]
+            batch.llm = run_llm_stage(done, self.config)
+            self.stats.mark("llm_done")
+        return batch
+
+    def _process(self, runs: list[VideoRun]) -> None:
+        """The videos this run holds: probe, plan, and run them to the end."""
+        if not runs:
+            return
+        if self.dask is None:
+            raise RuntimeError("VideoPipeline.process() before start() (use it as a context manager)")
         plan = self.resources
         self._scheduler = Scheduler(self.monitor, plan.workers, plan.task_reserve, plan.budget)
         self._settings = self.estimator_settings()
@@ -167,14 +218,6 @@ class VideoPipeline:
                     self._fail(run, one_line_reason(exc))
         self.stats.mark("videos_planned")
         self._run([run for run in runs if not run.finished])
-        batch = BatchResult(videos=[run.result for run in runs], elapsed_s=time.perf_counter() - t0)
-        batch.memory = self.monitor.report()
-        batch.summary_csv = write_summary_csv(storage.join(self.config.output_dir, "summary.csv"), batch.videos)
-        if self.config.llm_data_dir is not None:
-            done = [r.name for r in batch.videos if r.success and "llm_examples" in r.outputs]
-            batch.llm = run_llm_stage(done, self.config)
-            self.stats.mark("llm_done")
-        return batch
 
     # -- planning and resuming ---------------------------------------------------
     def _prepare(self, run: VideoRun, batch_frames: int) -> None:
@@ -188,10 +231,15 @@ class VideoPipeline:
         source = fingerprint(run.source)
         done = None if config.force else run.work.completed(source, plan.output_key)
         if done is not None:
-            self._skip(run, done)
-            return
+            missing = [w for w in self._writers if not storage.exists(w.location(config, run.result.name))]
+            if not missing:
+                self._skip(run, done)
+                return
+            if self._redo_missing(run, done, missing, source):
+                return
+        writers = [w for w in self._writers if run.only is None or w.name in run.only]
         work = ("work files", config.output_dir, info.frame_count * config.num_poses * WORK_BYTES_PER_FRAME_SLOT)
-        needs = [work] + [(n.what, n.folder, n.nbytes) for w in self._writers if (n := w.disk_need(config, info))]
+        needs = [work] + [(n.what, n.folder, n.nbytes) for w in writers if (n := w.disk_need(config, info))]
         self._disk.reserve(needs)
         run.work.open(source, plan.extract_key, force=config.force)
         run.records = run.work.finished_chunks({spec.index: spec.start for spec in plan.specs})
@@ -206,6 +254,29 @@ class VideoPipeline:
                 self._scheduler.add(self._extract_work(run, spec))
         if run.all_chunks_done:
             self._chunks_complete(run)
+
+    def _redo_missing(self, run: VideoRun, done: dict, missing: list[OutputWriter], source: dict) -> bool:
+        """A video complete from an earlier run with the same settings, but some
+        outputs are gone: only their writers will run. From the kept analysis when
+        there is one (True: their tasks are queued now); else (False) the analysis
+        is redone from the chunks, which must be those the other outputs came from;
+        when they are not, every output is redone (``run.only`` stays None)."""
+        config, labels = self.config, ", ".join(w.label for w in missing)
+        if not run.work.has_analysis and not run.work.same_chunks(source, run.plan.extract_key):
+            logger.info("%s: the %s is missing and the chunks changed; redoing every output", run.result.video, labels)
+            return False
+        run.recorded, run.only = done, {w.name for w in missing}
+        logger.info("%s: complete from an earlier run but for the %s; writing only that", run.result.video, labels)
+        if not run.work.has_analysis:
+            return False
+        info = run.result.info
+        self._disk.reserve([(n.what, n.folder, n.nbytes) for w in missing if (n := w.disk_need(config, info))])
+        run.analysis_kept = True
+        run.summary = done["summary"]
+        run.result.chunks_reused = len(run.plan.specs)
+        self._advance(run, Stage.PLANNED)
+        self._start_outputs(run)
+        return True
 
     def _skip(self, run: VideoRun, done: dict) -> None:
         """A video finished by an earlier run with the same input and settings."""
@@ -328,6 +399,8 @@ class VideoPipeline:
         self._advance(run, Stage.RENDER)
         works: list[Work] = []
         for writer in self._writers:
+            if run.only is not None and writer.name not in run.only:
+                continue
             run.pending_outputs.add(writer.name)
             if writer.only_complete:
                 run.final_outputs += self._writer_works(run, writer, video)
@@ -389,10 +462,12 @@ class VideoPipeline:
         result.persons = summary["persons_found"]
         result.summary = summary
         result.elapsed_s = time.perf_counter() - run.started
+        if run.recorded is not None:  # the outputs that were kept, and those written now
+            result.rewritten = sorted(result.outputs)
+            result.outputs = run.recorded["outputs"] | result.outputs
         result.outputs = dict(sorted(result.outputs.items()))
-        run.work.drop_analysis()
         try:
-            run.work.mark_complete(run.plan.output_key, result.to_dict())
+            run.work.mark_complete(run.plan.output_key, result.to_dict())  # the stored analysis is kept
         except OSError as exc:
             self._fail(run, f"cannot record the finished video in {run.work.root}: {one_line_reason(exc)}")
             return
@@ -412,7 +487,8 @@ class VideoPipeline:
         for folder in run.scratch:
             storage.remove_tree(folder)
         try:
-            run.work.drop_analysis()
+            if not run.analysis_kept:  # the analysis of a completed video stays for its other outputs
+                run.work.drop_analysis()
         except OSError as exc:
             logger.warning("%s: could not remove the stored analysis: %s", run.result.video, one_line_reason(exc))
         for writer in self._writers:
@@ -421,6 +497,7 @@ class VideoPipeline:
         run.result.success = False
         run.result.error = reason
         run.result.elapsed_s = time.perf_counter() - run.started
+        self._record_failure(run)
         self._advance(run, Stage.FAILED)
 
     def _remove_output(self, run: VideoRun, writer: OutputWriter) -> None:
@@ -432,8 +509,19 @@ class VideoPipeline:
                 logger.warning("%s: could not remove %s: %s", run.result.video, location, one_line_reason(exc))
         run.result.outputs.pop(writer.name, None)
 
+    def _record_failure(self, run: VideoRun) -> None:
+        """The failure goes into the work folder's manifest: summary.csv is written from there."""
+        try:
+            run.work.mark_failed(run.result.to_dict())
+        except OSError as exc:
+            logger.warning(
+                "%s: could not record the failure in %s: %s", run.result.video, run.work.root, one_line_reason(exc)
+            )
+
     def _advance(self, run: VideoRun, stage: Stage) -> None:
         run.advance(stage)
+        if stage.final:  # its manifest says how it ended: another run may take it now
+            run.work.lock.release()
         self._emit(run, stage)
 
     def _emit(self, run: VideoRun, stage: Stage) -> None:
@@ -442,7 +530,7 @@ class VideoPipeline:
         if self._progress is None:
             return
         total = run.result.info.frame_count if run.result.info else 0
-        done = total if stage is Stage.SKIPPED else run.frames_done
+        done = total if stage is Stage.SKIPPED or run.analysis_kept else run.frames_done
         self._progress(ProgressEvent(run.result.video, str(stage), done, total, run.result.name))
 
 
@@ -466,7 +554,10 @@ def _settle(outcome: Future, finished: Future | None = None, error: BaseExceptio
 def process_videos(paths: Iterable[str | Path], config: PipelineConfig | None = None, **overrides) -> BatchResult:
     """Process several videos with one set of engines, then the LLM step."""
     config = (config or PipelineConfig()).with_overrides(**overrides)
-    with VideoPipeline(config) as pipeline:
+    paths = list(paths)
+    pipeline = VideoPipeline(config)
+    pipeline.claim(paths)  # videos another run holds are skipped before the engines start
+    with pipeline:
         return pipeline.process(paths)
 
 

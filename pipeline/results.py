@@ -28,6 +28,8 @@ class VideoResult:
     chunks: int = 0
     chunks_reused: int = 0  # finished by an earlier run and not recomputed
     skipped: bool = False  # complete from an earlier run with the same input and settings
+    rewritten: list[str] = field(default_factory=list)  # the only outputs written; the others were kept
+    held_by: str | None = None  # another run holds the video's lock ("PID 123"): not processed by this one
     elapsed_s: float = 0.0
     outputs: dict[str, str] = field(default_factory=dict)
     summary: dict | None = None
@@ -37,6 +39,8 @@ class VideoResult:
         return self.frames_analysed / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def line(self) -> str:
+        if self.held_by:
+            return f"skipped {self.video}: {self.error}"
         if not self.success:
             return f"FAILED {self.video}: {self.error}"
         outputs = ", ".join(self.outputs.values())
@@ -45,6 +49,8 @@ class VideoResult:
         reused = f", {self.chunks_reused}/{self.chunks} chunks from an earlier run" if self.chunks_reused else ""
         lost = len((self.summary or {}).get("undecodable_frames") or [])
         undecodable = f" ({lost} could not be decoded: see the flags)" if lost else ""
+        if self.rewritten:
+            reused += f", only {', '.join(self.rewritten)} written (the other outputs were complete)"
         return (
             f"ok {self.video}: {self.frames} frames{undecodable}, {self.frames_with_person} with a person, "
             f"{self.persons} person(s), {self.fps:.1f} frames/s{reused} -> {outputs}"
@@ -53,7 +59,8 @@ class VideoResult:
     @classmethod
     def from_dict(cls, data: dict) -> VideoResult:
         fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        fields["info"] = VideoInfo(**{k: v for k, v in data["info"].items() if k != "duration_s"})
+        if data.get("info"):
+            fields["info"] = VideoInfo(**{k: v for k, v in data["info"].items() if k != "duration_s"})
         return cls(**fields)
 
     def to_dict(self) -> dict:
@@ -70,6 +77,8 @@ class VideoResult:
             "chunks": self.chunks,
             "chunks_reused": self.chunks_reused,
             "skipped": self.skipped,
+            "rewritten": list(self.rewritten),
+            "held_by": self.held_by,
             "elapsed_s": round(self.elapsed_s, 3),
             "fps": round(self.fps, 2),
             "outputs": dict(self.outputs),
@@ -87,12 +96,17 @@ class BatchResult:
 
     @property
     def success(self) -> bool:
-        """Every video succeeded and the LLM step, if any, completed."""
+        """Every video succeeded (none failed or was held by another run) and the LLM step, if any, completed."""
         return all(v.success for v in self.videos) and (self.llm is None or self.llm.ok)
 
     @property
     def failed(self) -> list[VideoResult]:
-        return [v for v in self.videos if not v.success]
+        return [v for v in self.videos if not v.success and not v.held_by]
+
+    @property
+    def held(self) -> list[VideoResult]:
+        """Videos another run was processing: this run left them alone."""
+        return [v for v in self.videos if v.held_by]
 
     def to_dict(self) -> dict:
         return {

@@ -23,15 +23,17 @@ class Stage(StrEnum):
     DONE = "done"
     FAILED = "failed"
     SKIPPED = "skipped"  # complete from an earlier run
+    HELD = "held"  # another run holds the video's lock: left alone
 
     @property
     def final(self) -> bool:
-        return self in (Stage.DONE, Stage.FAILED, Stage.SKIPPED)
+        return self in (Stage.DONE, Stage.FAILED, Stage.SKIPPED, Stage.HELD)
 
 
 _NEXT: dict[Stage, frozenset[Stage]] = {
-    Stage.NEW: frozenset({Stage.PLANNED, Stage.SKIPPED}),
-    Stage.PLANNED: frozenset({Stage.EXTRACT, Stage.ANALYZE}),
+    Stage.NEW: frozenset({Stage.PLANNED, Stage.SKIPPED, Stage.HELD}),
+    # RENDER at once: the outputs a finished video misses, written from its kept analysis
+    Stage.PLANNED: frozenset({Stage.EXTRACT, Stage.ANALYZE, Stage.RENDER}),
     Stage.EXTRACT: frozenset({Stage.ANALYZE}),
     Stage.ANALYZE: frozenset({Stage.RENDER}),
     Stage.RENDER: frozenset({Stage.DONE}),
@@ -53,6 +55,11 @@ class VideoRun:
         self.pending_outputs: set[str] = set()
         self.final_outputs: list = []  # scheduler work of the outputs written once the others are
         self.scratch: list[str] = []  # folders to remove if the video fails
+        # A video an earlier run completed that misses some outputs: its recorded result,
+        # the writers to run (the others' outputs are kept) and whether its stored analysis is reused.
+        self.recorded: dict | None = None
+        self.only: set[str] | None = None
+        self.analysis_kept = False
 
     def advance(self, stage: Stage) -> None:
         """Move to ``stage``; any stage may fail, others only forward."""

@@ -1,20 +1,28 @@
 """A video's work folder: what a run has finished, so a re-run after a crash
-recomputes only what is missing.
+recomputes only what is missing, and the lock that keeps two runs apart.
 
 Each video gets ``<output>/.work/<name>/`` with:
 
 - ``manifest.json``: the input's fingerprint (resolved path, size, mtime, a
   hash of its first MiB), the extraction key (model, landmarker settings,
-  chunk plan) and, once the video is complete, the output key and its result;
+  chunk plan) and, once the video is complete, the output key and its result
+  (``complete``); when the last attempt failed, its result too (``failed``);
 - ``chunk-NNNNN.npz``: the landmarks of one finished chunk, written by the
   Dask worker that computed it (atomically), so a file that exists is complete;
-- ``analysis/``: the stored analysis (``pipeline.analysis.store``) while the
-  outputs are written.
+- ``analysis/``: the stored analysis (``pipeline.analysis.store``), kept after
+  success so a re-run that finds one output missing writes that output alone.
+
+and ``<output>/.work/<name>.lock``, the video's lock (``pipeline.storage.locks``):
+a run works on a video only while it holds it. The lock file sits next to the
+folder, never in it, so emptying the folder cannot drop a lock.
 
 A different input or extraction key empties the folder; a different output
 key keeps the chunks and redoes the analysis and the outputs. Every file goes
 through ``pipeline.storage``, so a process killed at any point leaves either the
 old or the new file, never a partial one.
+
+:func:`video_states` reads every work folder of an output folder: what
+``summary.csv`` is written from.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import os
 import socket
 import time
 import zipfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 WORK_FOLDER = ".work"
 MANIFEST = "manifest.json"
+LOCK_SUFFIX = ".lock"
 FORMAT_VERSION = 1
 HEAD_BYTES = 1024**2
 
@@ -100,6 +109,7 @@ class WorkFolder:
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
+        self.lock = storage.FileLock(self.root.with_name(self.root.name + LOCK_SUFFIX))
 
     @classmethod
     def for_video(cls, output_dir: str | os.PathLike, name: str) -> WorkFolder:
@@ -166,22 +176,77 @@ class WorkFolder:
         return found
 
     def completed(self, source: dict, output_key: dict) -> dict | None:
-        """The recorded result when this input was finished with ``output_key`` and its outputs still exist."""
+        """The recorded result when this input was finished with ``output_key``
+        (whether its outputs still exist is the caller's question)."""
         manifest = self.manifest() or {}
         done = manifest.get("complete")
         if not done or manifest.get("source") != source or done.get("settings") != output_key:
             return None
-        if not all(storage.exists(p) for p in done["result"]["outputs"].values()):
-            return None
         return done["result"]
 
-    def mark_complete(self, output_key: dict, result: dict) -> None:
+    def same_chunks(self, source: dict, extract_key: dict) -> bool:
+        """The folder's chunks are (or would be recomputed as) those of ``source`` and ``extract_key``."""
         manifest = self.manifest() or {}
+        return manifest.get("source") == source and manifest.get("extract") == extract_key
+
+    def mark_complete(self, output_key: dict, result: dict) -> None:
+        manifest = self.manifest() or {"format": FORMAT_VERSION}
         manifest["complete"] = {"settings": output_key, "result": result}
+        manifest.pop("failed", None)
         storage.write_json(self.manifest_path, manifest)
+
+    def mark_failed(self, result: dict) -> None:
+        """Record a failed attempt (what ``summary.csv`` shows); a complete record stays for resuming."""
+        manifest = self.manifest() or {"format": FORMAT_VERSION}
+        manifest["failed"] = result
+        storage.write_json(self.manifest_path, manifest)
+
+    @property
+    def has_analysis(self) -> bool:
+        return (self.analysis_folder / "meta.json").exists()
 
     def drop_analysis(self) -> None:
         storage.remove_tree(self.analysis_folder)
+
+
+# -- the whole output folder ---------------------------------------------------------
+@dataclass(frozen=True)
+class VideoState:
+    """What the work folder of one video says now."""
+
+    name: str
+    status: str  # "ok", "failed", "in progress" (another process holds the lock), "incomplete" (a run stopped)
+    result: dict | None = None  # the recorded VideoResult (``to_dict``), for "ok" and "failed"
+    source: str = ""  # the input, when the manifest names it
+    holder: storage.LockOwner | None = field(default=None, compare=False)
+
+
+def video_states(output_dir: str | os.PathLike) -> list[VideoState]:
+    """Every video with a work folder or a lock in ``output_dir``, by name.
+
+    A video whose lock another process holds is "in progress", whatever its
+    manifest says (that run may be redoing it); the caller holds no video lock.
+    """
+    root = Path(output_dir) / WORK_FOLDER
+    if not root.is_dir():
+        return []
+    names = {p.name for p in root.iterdir() if (p / MANIFEST).is_file()}
+    names |= {p.name.removesuffix(LOCK_SUFFIX) for p in root.glob(f"*{LOCK_SUFFIX}") if p.is_file()}
+    states = []
+    for name in sorted(names):
+        work = WorkFolder(root / name)
+        manifest = work.manifest() or {}
+        source = manifest.get("source", {}).get("path", "")
+        holder = work.lock.holder()
+        if holder is not None:
+            states.append(VideoState(name, "in progress", None, source, holder))
+        elif manifest.get("failed"):
+            states.append(VideoState(name, "failed", manifest["failed"], source))
+        elif manifest.get("complete"):
+            states.append(VideoState(name, "ok", manifest["complete"]["result"], source))
+        elif manifest:
+            states.append(VideoState(name, "incomplete", None, source))
+    return states
 
 
 def extract_chunk(spec: ChunkSpec, settings: BackendSettings, artifact: str) -> ChunkRecord:

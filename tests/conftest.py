@@ -1,5 +1,7 @@
 """Shared fixtures: the real sample clip and model (fetched once), the plain
-sequential MediaPipe reference, and a helper to run the command line."""
+sequential MediaPipe reference, a helper to run the command line, and the guard
+that fails the session when a test writes into the working tree's output
+folders (tests write only under their temporary folders)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,47 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The folders a run writes by default (relative to its working directory): a test that
+# leaves one of them at its default while running in the repository writes here.
+GUARDED_FOLDERS = ("output", "models", "llm_training_data", "llm_models")
+
+
+def tree_snapshot(root: Path, folders: tuple[str, ...] = GUARDED_FOLDERS) -> dict[str, tuple[int, int] | None]:
+    """Every file and folder under ``root/<folder>``: relative path -> (size, mtime_ns).
+
+    Folders count by their mtime, so a file written and removed again shows too.
+    """
+    found: dict[str, tuple[int, int] | None] = {}
+    for name in folders:
+        top = root / name
+        if not top.exists():
+            found[name] = None
+            continue
+        for path in [top, *sorted(top.rglob("*"))]:
+            stat = path.lstat()
+            found[str(path.relative_to(root))] = (stat.st_size if path.is_file() else -1, stat.st_mtime_ns)
+    return found
+
+
+def snapshot_changes(before: dict, after: dict) -> list[str]:
+    """What differs between two snapshots, one line each."""
+    lines = [f"new: {p}" for p in sorted(after.keys() - before.keys())]
+    lines += [f"gone: {p}" for p in sorted(before.keys() - after.keys())]
+    lines += [f"changed: {p}" for p in sorted(before.keys() & after.keys()) if before[p] != after[p]]
+    return lines
+
+
+@pytest.fixture(scope="session", autouse=True)
+def working_tree_untouched():
+    """Fails the session (an error at the last test's teardown) when any test wrote
+    into the repository's output, models, LLM data or LLM models folders."""
+    before = tree_snapshot(REPO)
+    yield
+    changes = snapshot_changes(before, tree_snapshot(REPO))
+    assert not changes, (
+        f"the tests wrote into the working tree ({len(changes)} change(s)); pass tmp folders for "
+        "output_dir, models_dir and llm_data_dir: " + "; ".join(changes[:12])
+    )
 
 
 @pytest.fixture(scope="session")

@@ -223,9 +223,11 @@ def test_not_enough_disk_for_the_annotated_video_is_found_before_writing(tmp_pat
         pytest.skip("needs root to mount a small file system")
     with _mounted_tmpfs(tmp_path / "small", "size=4m") as small:
         proc = run_cli("--video", str(sample_video), "--output", str(small), "--quality", "fast", cwd=tmp_path)
-        written = sorted(p.name for p in small.iterdir())
+        written = sorted(str(p.relative_to(small)) for p in small.rglob("*"))
     assert proc.returncode == 1, proc.stderr
     [line] = error_lines(proc.stderr)
     assert line.startswith(f"FAILED {sample_video}: not enough disk space for the annotated video in {small}: about ")
-    assert written == ["summary.csv"]  # nothing else was started
+    # Nothing else was started: the video's lock, its failure in the manifest, the summary and its lock.
+    work = [".work", ".work/demo", ".work/demo.lock", ".work/demo/manifest.json", ".work/summary.flock"]
+    assert written == [*work, "summary.csv"]
     assert not (tmp_path / "models" / "demo_pose.json").exists()

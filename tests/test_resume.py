@@ -1,10 +1,12 @@
 """Jobs and failure isolation: a driver killed with SIGKILL resumes where it
 stopped and produces the same outputs as an uninterrupted run; a Dask worker
-killed mid-run costs a retry, not a frame; changed settings invalidate the cache."""
+killed mid-run costs a retry, not a frame; changed settings invalidate the cache;
+a finished video that misses one output gets that output alone."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -96,6 +98,7 @@ def test_a_killed_dask_worker_costs_a_retry_not_a_frame(tmp_path, sample_video):
     config = PipelineConfig(
         output_dir=str(tmp_path / "out"),
         models_dir=str(tmp_path / "models"),
+        llm_data_dir=str(tmp_path / "llm"),
         quality="fast",
         workers=2,
         batch_size=24,
@@ -125,3 +128,46 @@ def test_a_killed_dask_worker_costs_a_retry_not_a_frame(tmp_path, sample_video):
     assert result.frames == 230
     pose = json.loads(Path(result.outputs["pose_json"]).read_text())
     assert [f["frame"] for f in pose["frames"]] == list(range(230))
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int, str]]:
+    """relative path -> (inode, mtime_ns, sha256) of every file under ``folder``: a rewritten file changes them."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_deleted_output_is_the_only_one_written_again(tmp_path, sample_video):
+    args = ("--video", str(sample_video), "--output", "out", "--models", "models", "--llm_data", "llm")
+    args += ("--quality", "fast", "--batch_size", "24", "--workers", "2", "--quiet")
+    first = run_cli(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    work = tmp_path / "out" / ".work" / "demo"
+    kept = {
+        "models/demo_pose.json", "out/demo_report.html", "out/demo_angles.csv",
+        "llm/videos/demo.jsonl", "llm/videos/demo.segments.jsonl", "llm/videos/demo.info.json",
+    }  # fmt: skip
+    before = _files(tmp_path)
+    assert kept <= before.keys()
+    work_before = {name: before[name] for name in before if name.startswith("out/.work/demo/chunk-")}
+    work_before |= {name: before[name] for name in before if name.startswith("out/.work/demo/analysis/")}
+    assert len([n for n in work_before if "/analysis/" in n]) > 5  # the analysis is kept after success
+    annotated = tmp_path / "out" / "demo_annotated.mp4"
+    annotated_bytes = annotated.read_bytes()
+    annotated.unlink()
+
+    again = run_cli(*args, "--stats", "again.json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "only annotated_video written (the other outputs were complete)" in again.stdout
+    after = _files(tmp_path)
+    assert {name: after[name] for name in kept} == {name: before[name] for name in kept}  # not rewritten
+    assert {name: after[name] for name in work_before} == work_before  # no chunk, no analysis written again
+    assert json.loads((tmp_path / "again.json").read_text())["chunks"] == []  # nothing extracted
+    assert annotated.read_bytes() == annotated_bytes  # the same video as before
+    manifest = json.loads((work / "manifest.json").read_text())
+    assert manifest["complete"]["result"]["outputs"]["annotated_video"] == "out/demo_annotated.mp4"
+    assert set(manifest["complete"]["result"]["outputs"]) == {
+        "angles_csv", "annotated_video", "llm_examples", "pose_json", "report"
+    }  # fmt: skip

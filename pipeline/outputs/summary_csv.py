@@ -1,12 +1,27 @@
-"""``output/summary.csv``: one row per video and person of a batch (a failed
-video, or one with nobody in it, gets one row with its status)."""
+"""``output/summary.csv``: one row per video and person of the whole output
+folder (a failed video, one with nobody in it, or one another run is working
+on, gets one row with its status).
+
+It is written from the work folders' manifests (``workdir.video_states``), not
+from one run's results, and under a folder-level lock, so it never contradicts
+the manifests: a video that another run completed shows as ``ok``, one that
+another run is processing as ``in progress``, one whose run stopped before the
+end as ``incomplete``. Each run rewrites it at its end; the last run to finish
+writes the final state.
+"""
 
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
-from pipeline.storage import atomic_write
+from pipeline import storage
+from pipeline.workdir import WORK_FOLDER, VideoState, video_states
+
+SUMMARY_LOCK = "summary.flock"  # in the work folder; a video's lock is <name>.lock, so names cannot collide
+LOCK_TIMEOUT_S = 60.0  # another run holds the folder lock only while it reads manifests and writes the file
 
 COLUMNS = (
     "video", "name", "status", "error", "sport_type", "frames", "fps", "person", "frames_detected", "coverage",
@@ -43,22 +58,25 @@ def _person_row(person: dict) -> dict:
     }
 
 
-def summary_rows(results: Iterable) -> list[dict]:
-    """Rows for the VideoResults of a batch, in batch order."""
+def summary_rows(states: Iterable[VideoState]) -> list[dict]:
+    """Rows for the videos of an output folder, in the order given."""
     rows = []
-    for result in results:
+    for state in states:
+        result = state.result or {}
+        info = result.get("info") or {}
+        outputs = result.get("outputs") or {}
         base = {
-            "video": result.video,
-            "name": result.name,
-            "status": "ok" if result.success else "failed",
-            "error": result.error or "",
-            "frames": result.frames or (result.info.frame_count if result.info else ""),
-            "fps": round(result.info.fps, 3) if result.info else "",
-            "pose_json": result.outputs.get("pose_json", ""),
-            "annotated_video": result.outputs.get("annotated_video", ""),
-            "report": result.outputs.get("report", ""),
+            "video": result.get("video") or state.source,
+            "name": state.name,
+            "status": state.status,
+            "error": result.get("error") or "",
+            "frames": result.get("frames") or info.get("frame_count", ""),
+            "fps": round(info["fps"], 3) if info else "",
+            "pose_json": outputs.get("pose_json", ""),
+            "annotated_video": outputs.get("annotated_video", ""),
+            "report": outputs.get("report", ""),
         }
-        summary = result.summary or {}
+        summary = result.get("summary") or {}
         base["sport_type"] = summary.get("sport_type", "")
         persons = summary.get("persons") or []
         if persons:
@@ -68,12 +86,19 @@ def summary_rows(results: Iterable) -> list[dict]:
     return rows
 
 
-def write_summary_csv(path: str, results: Iterable) -> str:
-    """Write the batch's table; returns its location."""
+def write_summary_csv(output_dir: str | os.PathLike) -> str:
+    """Rewrite ``output_dir/summary.csv`` from every work folder there, under the
+    folder's summary lock (waiting at most LOCK_TIMEOUT_S for another run to finish
+    writing it). The caller holds no video lock. Returns its location."""
+    lock = storage.FileLock(Path(output_dir) / WORK_FOLDER / SUMMARY_LOCK)
+    lock.acquire(LOCK_TIMEOUT_S)
+    try:
 
-    def write(fh) -> None:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS, restval="", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(summary_rows(results))
+        def write(fh) -> None:
+            writer = csv.DictWriter(fh, fieldnames=COLUMNS, restval="", lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(summary_rows(video_states(output_dir)))
 
-    return atomic_write(path, write, text=True)
+        return storage.atomic_write(storage.join(output_dir, "summary.csv"), write, text=True)
+    finally:
+        lock.release()

@@ -13,6 +13,10 @@ upload completes, which gives the same guarantee.
 Local paths keep a fast path through ``os`` (no fsspec import, no extra
 copies); remote locations need the fsspec implementation of their protocol
 (``s3fs`` for ``s3://``).
+
+Locks (``locks.py``): one process at a time per video work folder and for
+``summary.csv``; ``fcntl.flock`` on local paths, with the plan for object
+storage in that module.
 """
 
 from __future__ import annotations
@@ -27,11 +31,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline.errors import OutputError
+from pipeline.storage.locks import FileLock, LockOwner, LockTimeout
 
 Location = str | os.PathLike
 
 __all__ = [
+    "FileLock",
     "Location",
+    "LockOwner",
+    "LockTimeout",
     "absolute",
     "atomic_write",
     "ensure_writable",

@@ -41,7 +41,10 @@ def _listening(processes) -> list[tuple[int, str, str, int]]:
 
 
 def test_embedded_clusters_listen_on_loopback_only(tmp_path, sample_video):
-    config = PipelineConfig(quality="fast", workers=2, models_dir=str(tmp_path))
+    config = PipelineConfig(
+        quality="fast", workers=2,
+        models_dir=str(tmp_path), output_dir=str(tmp_path / "output"), llm_data_dir=str(tmp_path / "llm"),
+    )  # fmt: skip
     me = psutil.Process()
     with VideoPipeline(config) as pipeline:
         batch = pipeline.process([sample_video])

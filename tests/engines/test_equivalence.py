@@ -19,8 +19,9 @@ def _reference_chunk(landmarks: np.ndarray, fps: float) -> PoseChunk:
 def test_distributed_matches_sequential(tmp_path, sample_video, sequential_reference, workers, batch_size):
     landmarks, fps = sequential_reference
     config = PipelineConfig(
-        quality="fast", workers=workers, batch_size=batch_size, models_dir=str(tmp_path), output_dir=str(tmp_path)
-    )
+        quality="fast", workers=workers, batch_size=batch_size,
+        models_dir=str(tmp_path), output_dir=str(tmp_path), llm_data_dir=str(tmp_path / "llm"),
+    )  # fmt: skip
     with VideoPipeline(config) as pipeline:
         batch = pipeline.process([sample_video])
     result = batch.videos[0]
@@ -42,8 +43,9 @@ def test_distributed_matches_sequential(tmp_path, sample_video, sequential_refer
 
 def test_process_video_api_with_sampling_and_two_people(tmp_path, sample_video):
     result = process_video(
-        sample_video, quality="fast", workers=2, sample_fps=10, num_poses=2, models_dir=str(tmp_path)
-    )
+        sample_video, quality="fast", workers=2, sample_fps=10, num_poses=2,
+        models_dir=str(tmp_path), output_dir=str(tmp_path / "output"), llm_data_dir=str(tmp_path / "llm"),
+    )  # fmt: skip
     assert result.success, result.error
     summary = result.to_dict()
     assert summary["frames"] == 230 and summary["frames_analysed"] == 77

@@ -41,7 +41,10 @@ def clips(tmp_path_factory, sample_video, lite_model):
 def batch(tmp_path_factory, clips, sample_video):
     """One run over the two synthetic clips and the sample clip."""
     work = tmp_path_factory.mktemp("run")
-    config = PipelineConfig(quality="fast", workers=2, output_dir=str(work / "output"), models_dir=str(work / "models"))
+    config = PipelineConfig(
+        quality="fast", workers=2,
+        output_dir=str(work / "output"), models_dir=str(work / "models"), llm_data_dir=str(work / "llm"),
+    )  # fmt: skip
     with VideoPipeline(config) as pipeline:
         result = pipeline.process([clips["jump"][0], clips["reps"][0], sample_video])
     assert result.success, [v.error for v in result.failed]
