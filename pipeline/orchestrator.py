@@ -50,7 +50,7 @@ from pipeline.scheduler import Done, Scheduler, Stalled, Work
 from pipeline.state import Stage, VideoRun
 from pipeline.stats import ChunkTiming, RunStats
 from pipeline.video.probe import probe_video
-from pipeline.workdir import ChunkRecord, WorkFolder, extract_chunk, fingerprint
+from pipeline.workdir import ChunkRecord, VideoState, WorkFolder, extract_chunk, fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -185,7 +185,12 @@ class VideoPipeline:
             self._claimed = None
         batch = BatchResult(videos=[run.result for run in runs], elapsed_s=time.perf_counter() - t0)
         batch.memory = self.monitor.report() if self.monitor is not None else {}
-        batch.summary_csv = write_summary_csv(self.config.output_dir)
+        finished = [
+            VideoState(r.name, "ok" if r.success else "failed", r.to_dict(), r.video)
+            for r in batch.videos
+            if r.held_by is None
+        ]
+        batch.summary_csv = write_summary_csv(self.config.output_dir, finished)
         if self.config.llm_data_dir is not None:
             done = [r.name for r in batch.videos if r.success and "llm_examples" in r.outputs]
             batch.llm = run_llm_stage(done, self.config)

@@ -102,7 +102,7 @@ def test_odd_but_valid_video_completes_with_every_frame(batch, name):
 
 
 def test_undecodable_frames_are_listed_in_the_json_flags_and_summary_line(batch):
-    root, proc, _ = batch
+    root, proc, rows = batch
     document = json.loads((root / "models" / "damaged_pose.json").read_text())
     lost = list(media.UNDECODABLE_FRAMES)
     assert document["summary"]["undecodable_frames"] == lost
@@ -111,6 +111,8 @@ def test_undecodable_frames_are_listed_in_the_json_flags_and_summary_line(batch)
     [flag] = [f for f in document["summary"]["flags"] if f["code"] == "undecodable_frames"]
     assert flag["message"] == "3 frame(s) could not be decoded: 19, 22, 24" and flag["person"] is None
     assert f"ok clips/damaged.mp4: {media.DAMAGED_FRAMES} frames (3 could not be decoded: see the flags)" in proc.stdout
+    damaged_rows = [r for r in rows if r["name"] == "damaged"]
+    assert damaged_rows and all(r["flags"].startswith(f"undecodable_frames: {flag['message']}") for r in damaged_rows)
     noisy = json.loads((root / "models" / "noisy_pose.json").read_text())
     assert noisy["summary"]["undecodable_frames"] == [] and all(f["decoded"] for f in noisy["frames"])
 

@@ -54,7 +54,7 @@ def _person_row(person: dict) -> dict:
         "repetition_signal": person["repetitions"]["signal"],
         "mean_repetition_period_s": person["repetitions"]["mean_period_s"],
         "peak_com_speed_bh_s": com.get("max"),
-        "flags": "; ".join(f"{f['code']}: {f['message']}" for f in person["flags"]),
+        "flags": "; ".join(_flag(f) for f in person["flags"]),
     }
 
 
@@ -78,18 +78,29 @@ def summary_rows(states: Iterable[VideoState]) -> list[dict]:
         }
         summary = result.get("summary") or {}
         base["sport_type"] = summary.get("sport_type", "")
+        video_flags = "; ".join(_flag(f) for f in summary.get("flags") or [] if f.get("person") is None)
+        base["flags"] = video_flags
         persons = summary.get("persons") or []
         if persons:
-            rows.extend(base | _person_row(p) for p in persons)
+            for person in persons:
+                row = base | _person_row(person)
+                row["flags"] = "; ".join(text for text in (video_flags, row.get("flags", "")) if text)
+                rows.append(row)
         else:
             rows.append(base)
     return rows
 
 
-def write_summary_csv(output_dir: str | os.PathLike) -> str:
+def _flag(flag: dict) -> str:
+    return f"{flag['code']}: {flag['message']}"
+
+
+def write_summary_csv(output_dir: str | os.PathLike, finished: Iterable[VideoState] = ()) -> str:
     """Rewrite ``output_dir/summary.csv`` from every work folder there, under the
     folder's summary lock (waiting at most LOCK_TIMEOUT_S for another run to finish
-    writing it). The caller holds no video lock. Returns its location."""
+    writing it). ``finished``: how this run's videos ended, which stands where
+    their manifests could not say so (a full disk). The caller holds no video
+    lock. Returns its location."""
     lock = storage.FileLock(Path(output_dir) / WORK_FOLDER / SUMMARY_LOCK)
     lock.acquire(LOCK_TIMEOUT_S)
     try:
@@ -97,7 +108,9 @@ def write_summary_csv(output_dir: str | os.PathLike) -> str:
         def write(fh) -> None:
             writer = csv.DictWriter(fh, fieldnames=COLUMNS, restval="", lineterminator="\n")
             writer.writeheader()
-            writer.writerows(summary_rows(video_states(output_dir)))
+            states = {state.name: state for state in video_states(output_dir)}
+            states |= {state.name: state for state in finished}
+            writer.writerows(summary_rows(states[name] for name in sorted(states)))
 
         return storage.atomic_write(storage.join(output_dir, "summary.csv"), write, text=True)
     finally:
