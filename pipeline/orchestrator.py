@@ -98,22 +98,29 @@ class VideoPipeline:
             logger.warning("%s", note)
         self.stats.mark("engines_start")
         self.model = resolve_model(config.resolved_pose_model)
-        self.resources = plan = plan_resources(
-            config.memory_limit,
-            cores=os.cpu_count() or 1,
-            workers=config.workers,
-            analyzers=config.analyzers,
-            largest_frame_wh=REFERENCE_FRAME_WH,
-            render=config.render_video,
-            embedded_ray=not config.resolved_ray_address,
-            embedded_dask=not config.resolved_dask_address,
-        )
-        logger.debug("memory plan: %s", plan.to_dict())
+        plan = self._plan_resources()
         self.engines.start(plan)
         self.monitor = MemoryMonitor(plan.budget, plan.high_mark, plan.low_mark, roots=self.engines.local_pids).start()
         self.stats.mark("monitor_started")
         self.engines.when_ray_ready(lambda _: self.monitor.refresh_roots())
         return self
+
+    def _plan_resources(self) -> ResourcePlan:
+        """The memory plan (ConfigError when the budget cannot hold the run), made once."""
+        if self.resources is None:
+            config = self.config
+            self.resources = plan_resources(
+                config.memory_limit,
+                cores=os.cpu_count() or 1,
+                workers=config.workers,
+                analyzers=config.analyzers,
+                largest_frame_wh=REFERENCE_FRAME_WH,
+                render=config.render_video,
+                embedded_ray=not config.resolved_ray_address,
+                embedded_dask=not config.resolved_dask_address,
+            )
+            logger.debug("memory plan: %s", self.resources.to_dict())
+        return self.resources
 
     @property
     def dask(self):
@@ -154,6 +161,7 @@ class VideoPipeline:
         whose every video is held finish without starting the engines."""
         for folder in self.config.output_folders:
             storage.ensure_writable(folder)
+        self._plan_resources()  # a budget that cannot hold the run is refused before any lock is taken
         paths = [Path(p) for p in paths]
         names = output_names(paths)
         runs = [
