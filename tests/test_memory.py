@@ -120,11 +120,11 @@ class TreeSampler:
 
 
 def test_run_under_a_tight_budget_holds_it_and_keeps_every_frame(tmp_path, sample_video):
-    """2.3 GiB holds the engines and two tasks but not everything at once: the
+    """2.25 GiB holds the engines and two tasks but not everything at once: the
     monitor has to hold submissions back while the annotated video is rendered."""
     import json
 
-    budget = 2.3 * GiB
+    budget = 2.25 * GiB
     fraction = budget / psutil.virtual_memory().total
     args = [
         "--video", str(sample_video), "--output", "out", "--models", "models", "--quality", "fast",
