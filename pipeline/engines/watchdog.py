@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 POLL_S = 0.25  # how often the driver's descendants are recorded
-GRACE_S = 3.0  # between SIGTERM and SIGKILL
+GRACE_S = 1.0  # between SIGTERM and SIGKILL (a Ray actor whose raylet is gone ignores SIGTERM)
 STOP = b"stop\n"
 
 Table = dict[int, tuple[int, int, str]]  # pid -> (parent pid, start time in clock ticks, state)
