@@ -2,16 +2,21 @@
 
 Exit codes: 0 every video succeeded; 1 at least one video failed; 2 bad
 invocation or input (unknown option, missing path, no videos); 3 the run could
-not start (pose model unavailable, Dask or Ray unreachable).
+not start or an engine died (pose model unavailable, Dask or Ray unreachable or
+stopped); 130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM, after stopping the
+engines (a re-run resumes).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +36,7 @@ from pipeline.stats import RunStats, process_start_time
 from pipeline.storage import ensure_writable, write_json
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # exit code 128 + the signal's number: 130, 143
 logger = logging.getLogger("pipeline")
 
 
@@ -77,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pipeline.py",
         description="Pose estimation (MediaPipe on Dask) and analysis (Ray) for a folder of sports videos.",
         epilog="Exit codes: 0 all succeeded, 1 a video or a requested LLM step failed, 2 bad invocation or input, "
-        "3 engines or model unavailable.",
+        "3 engines or model unavailable (or an engine died), 130/143 interrupted by SIGINT/SIGTERM.",
     )
     _add(parser, "input", "-i", action="append", default=[], metavar="PATH",
          help="folder searched recursively for videos (or a video file); repeatable")  # fmt: skip
@@ -259,7 +265,48 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     )
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM: the run stops, its engines are closed, a re-run resumes."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGINT and SIGTERM raise :class:`Interrupted` in the main thread. A second one while
+    the engines are being closed ends the process at once (the engines' watchdog then ends
+    their processes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+    received: list[int] = []
+
+    def handler(signum, frame) -> None:
+        if received:
+            os._exit(128 + signum)
+        received.append(signum)
+        raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, action in previous.items():
+            signal.signal(signum, action)
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        with _stop_on_signals():
+            return _main(argv)
+    except Interrupted as stop:
+        print("interrupted: re-run the same command to resume", file=sys.stderr)
+        return 128 + stop.signum
+
+
+def _main(argv: list[str] | None) -> int:
     stats = RunStats()
     stats.mark("process_start", process_start_time())
     stats.mark("cli_start")

@@ -131,24 +131,26 @@ class VideoPipeline:
         """The RayEngine (waits for it to finish starting)."""
         return self.engines.ray
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
+        """Stop the engines this pipeline started. ``abort``: the run stops on an error or a
+        signal, and the running tasks are not waited for."""
         if self._claimed is not None:
             self._release(self._claimed[1])
         self.stats.mark("engines_stop")
         if self.monitor is not None:
             self.monitor.stop()
-        self.engines.close()
+        self.engines.close(abort)
         self.stats.mark("engines_stopped")
 
     def __enter__(self) -> VideoPipeline:
         try:
             return self.start()
         except BaseException:
-            self.close()
+            self.close(abort=True)
             raise
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self.close(abort=exc_type is not None)
 
     # -- processing ------------------------------------------------------------
     def estimator_settings(self) -> MediaPipeSettings:
@@ -308,6 +310,7 @@ class VideoPipeline:
             done = scheduler.next_done(timeout=0.1)
             if done is not None and not done.work.group.finished:
                 done.work.tag(done)
+            self.engines.check()  # an engine that died ends the run (ClusterError), not just its videos
 
     def _on_stalled(self, stalled: Stalled) -> None:
         self._fail(

@@ -9,14 +9,17 @@ at the same paths (a shared file system)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import uuid
 from collections.abc import Callable
 
 import dask
 
+from pipeline.engines.address import CONNECT_TIMEOUT_S
 from pipeline.errors import ClusterError
 
 logger = logging.getLogger(__name__)
@@ -37,7 +40,18 @@ _CLUSTER_CONFIG = {
     "distributed.admin.tick.interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",
     "distributed.worker.memory.monitor-interval": "500ms",
+    # Each worker process runs dask_setup below when it starts.
+    "distributed.worker.preload": [__name__],
 }
+
+
+def dask_setup(worker) -> None:
+    """Run by every worker process of the embedded cluster as it starts (a Dask preload).
+
+    A Ctrl-C in the terminal reaches every process of the foreground group: the driver stops
+    the run and closes the workers, and a worker's own KeyboardInterrupt only printed a
+    traceback per worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class DaskEngine:
@@ -50,7 +64,7 @@ class DaskEngine:
         self._cluster = None
         try:
             if address:
-                self.client = Client(address, timeout="20s")
+                self.client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s")
             else:
                 # The tasks keep no data in the workers (results go to disk), so Dask's
                 # spilling and pausing have nothing to act on; a paused worker whose
@@ -104,10 +118,50 @@ class DaskEngine:
             return f"the Dask workers running {what} died repeatedly (out of memory or killed); see the worker logs"
         return None
 
-    def close(self) -> None:
+    def problem(self) -> str | None:
+        """Why the run cannot go on with this cluster, or None. A client that lost its scheduler
+        has cancelled every future of the run (``scheduler-connection-lost``), even if it reconnects."""
+        status = self.client.status
+        if status == "running":
+            return None
+        where = f"the Dask scheduler at {self.address}" if self.address else "the embedded Dask scheduler"
+        return f"lost the connection to {where} (Dask client {status})"
+
+    def close(self, abort: bool = False) -> None:
+        """``abort``: the run stops on an error or a signal and the results of the running tasks
+        are not wanted: the embedded workers are killed at once instead of being given 4 s to
+        finish their task (a chunk is written under a temporary name and renamed, so none is
+        left half-written)."""
+        if abort and self._cluster is not None:
+            self._kill_workers()
         client = getattr(self, "client", None)
         if client is not None:
-            client.close()
+            if client.status == "running":
+                client.close()
+            else:
+                # A client that lost its scheduler logs the cancelled reconnection as an error with
+                # a traceback; the run has already reported the lost scheduler in one line.
+                with _silenced("distributed.client"):
+                    client.close()
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+
+    def _kill_workers(self) -> None:
+        for nanny in list(self._cluster.workers.values()):
+            nanny.auto_restart = False  # the nanny would start a new one
+            process = getattr(nanny.process, "process", None)  # the worker process the nanny started
+            if process is not None and process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _silenced(name: str):
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        log.setLevel(level)

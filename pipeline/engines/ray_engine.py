@@ -2,8 +2,15 @@
 pool of analyzer actors.
 
 Ray decides at import time whether it may use the machine's network address
-(``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``); for the embedded instance this module
-sets it to 0 before importing Ray, so every Ray process binds to 127.0.0.1.
+(``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``); for the embedded instance, and for an
+attached cluster at a loopback address, this module sets it to 0 before importing
+Ray, so every Ray process binds to 127.0.0.1 and Ray does not replace the address
+the user gave with the machine's network address.
+
+Connecting to an attached cluster is bounded: a GCS that does not answer fails
+``ray.init`` after one attempt of about 16 s (Ray's default retries for 20 attempts
+of 41 s each). Ray's own log records go to the application's logging
+configuration (the command line shows them with ``--verbose``).
 """
 
 from __future__ import annotations
@@ -12,17 +19,28 @@ import itertools
 import logging
 import os
 import socket
+import subprocess
 from concurrent.futures import Future
 
 from pipeline.analysis.analyzer import Analysis, AnalysisParams, Analyzer, TrackMeta
 from pipeline.analysis.store import save_analysis
+from pipeline.engines.address import RAY_DEFAULT_PORT, parse_endpoint
 from pipeline.errors import ClusterError
 from pipeline.memory import release_freed_memory
 from pipeline.pose.types import PoseChunk
 from pipeline.workdir import ChunkRecord, load_track
 
+logger = logging.getLogger(__name__)
+
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 MIN_OBJECT_STORE_BYTES = 80 * 1024**2
+# Read by Ray when it is imported; a user's own setting wins.
+_ATTACH_ENV = {
+    "RAY_NUM_REDIS_GET_RETRIES": "1",  # attempts to reach the GCS (default 20)
+    "RAY_py_gcs_connect_timeout_s": "5",  # wait for the GCS's cluster ID per attempt (default 30 s)
+}
+# The embedded instance's processes that the run cannot do without.
+_VITAL = ("gcs_server", "raylet")
 
 
 class AnalyzerActor:
@@ -59,13 +77,27 @@ class AnalyzerActor:
         return socket.gethostname(), os.getpid()
 
 
-def _import_ray(embedded: bool):
-    if embedded:
+def _import_ray(loopback: bool, attach: bool):
+    if loopback:
         os.environ[_LOOPBACK_ENV] = "0"
+    if attach:
+        for name, value in _ATTACH_ENV.items():
+            os.environ.setdefault(name, value)
+    ray_logger = logging.getLogger("ray")
+    level = ray_logger.level
     import ray
     from ray._private import ray_constants
 
-    if embedded and ray_constants.ENABLE_RAY_CLUSTER:
+    # Importing Ray gives its logger a stderr handler of its own at INFO; the application's
+    # logging configuration decides instead (its warnings are noise on a user's terminal).
+    ray_logger.handlers.clear()
+    ray_logger.propagate = True
+    ray_logger.setLevel(level)
+    # Ray's C++ failure-signal handler, installed in the driver by ray.init, takes SIGTERM too:
+    # it printed a stack and aborted the driver (exit -6) instead of letting it stop its engines.
+    # Read when the driver connects; Ray's own processes keep theirs.
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+    if loopback and ray_constants.ENABLE_RAY_CLUSTER:
         # Ray was imported earlier in this process without the loopback setting.
         ray_constants.ENABLE_RAY_CLUSTER = False
     return ray
@@ -82,25 +114,30 @@ class RayEngine:
         object_store_bytes: int | None = None,
     ) -> None:
         self.address = address
-        ray = self._ray = _import_ray(embedded=not address)
+        endpoint = parse_endpoint(address, RAY_DEFAULT_PORT) if address else None
+        loopback = not address or (endpoint is not None and endpoint.loopback)
+        ray = self._ray = _import_ray(loopback=loopback, attach=bool(address))
         self._started = False
+        self._vital: list[tuple[str, subprocess.Popen]] = []
+        self._actors = []
         try:
             if address:
-                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
             else:
                 ray.init(
                     num_cpus=analyzers,
                     include_dashboard=False,
                     object_store_memory=max(MIN_OBJECT_STORE_BYTES, object_store_bytes or 0),
                     log_to_driver=False,
-                    logging_level=logging.WARNING,
                     configure_logging=False,
                 )
                 self._started = True
-        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+                self._vital = _vital_processes(ray)
+        except Exception as exc:  # noqa: BLE001 - Ray raises a plain Exception when its node does not start in time
             where = f"the Ray cluster at {address}" if address else "an embedded Ray instance"
             hint = " (a cluster with token authentication needs RAY_AUTH_MODE=token)" if address else ""
-            raise ClusterError(f"could not connect to {where}: {exc}{hint}") from exc
+            self._shutdown()
+            raise ClusterError(f"could not connect to {where}: {_one_line(exc)}{hint}") from exc
         if address:
             # Each actor takes a CPU: on a cluster with fewer, the extra actors would never start,
             # and a track sent to one of them would wait forever.
@@ -130,9 +167,45 @@ class RayEngine:
         found = self._ray.get([actor.where.remote() for actor in self._actors], timeout=10)
         return sorted(pid for host, pid in found if host == here)
 
+    def problem(self) -> str | None:
+        """Why the embedded instance cannot go on (one of its vital processes ended), or None."""
+        for name, process in self._vital:
+            code = process.poll()
+            if code is not None:
+                how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+                return f"the embedded Ray instance stopped: its {name} process (pid {process.pid}) {how}"
+        return None
+
     def close(self) -> None:
-        for actor in self._actors:
-            self._ray.kill(actor)
+        if self.problem() is None:
+            for actor in self._actors:
+                self._ray.kill(actor)
         self._actors = []
-        if self._ray.is_initialized():
-            self._ray.shutdown()  # disconnects; stops the instance only if we started it
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        """Disconnect; stops the instance only if this engine started it. A dead instance is
+        stopped too (what is left of it), without raising."""
+        if not self._ray.is_initialized():
+            return
+        if self.problem() is None:
+            self._ray.shutdown()
+            return
+        try:
+            self._ray.shutdown()
+        except Exception as exc:  # noqa: BLE001 - what Ray raises while stopping a dead node is of no use
+            logger.debug("stopping the dead Ray instance: %s", exc)
+
+
+def _vital_processes(ray) -> list[tuple[str, subprocess.Popen]]:
+    """The embedded node's GCS and raylet, started (and reaped) by this process."""
+    node = ray._private.worker._global_node
+    found = [(name, info.process) for name in _VITAL for info in node.all_processes.get(name, [])]
+    if len(found) != len(_VITAL):
+        raise ClusterError(f"the embedded Ray instance started without its {' and '.join(_VITAL)} processes")
+    return found
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
