@@ -77,7 +77,10 @@ class DaskEngine:
                         threads_per_worker=1,
                         processes=True,
                         host="127.0.0.1",
-                        dashboard_address=None,
+                        # The scheduler serves HTTP (health checks) even without the dashboard:
+                        # an ephemeral loopback port, never 8787 (which another run may hold).
+                        dashboard_address="127.0.0.1:0",
+                        scheduler_kwargs={"dashboard": False},
                         worker_dashboard_address=None,
                         memory_limit=worker_memory_bytes or "auto",
                         silence_logs=logging.WARNING,

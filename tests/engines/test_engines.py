@@ -181,3 +181,31 @@ def test_attach_to_existing_clusters(tmp_path, sample_video, external_clusters):
     assert head_a["summary"] == head_e["summary"]
     # the attached run left the clusters running; the test stops exactly what it started
     assert all(psutil.pid_exists(pid) for pid in external_clusters["ray_pids"])
+
+
+def test_embedded_dask_leaves_port_8787_alone():
+    """The scheduler's HTTP server (health checks; the dashboard is off) takes an ephemeral
+    loopback port: a run next to another that holds 8787 prints no port warning."""
+    import warnings
+
+    from pipeline.engines.dask_engine import DaskEngine
+
+    with contextlib.ExitStack() as stack:
+        holder = stack.enter_context(socket.socket())
+        with contextlib.suppress(OSError):  # already taken by someone else: just as good
+            holder.bind(("127.0.0.1", 8787))
+            holder.listen()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            engine = DaskEngine(None, 1)
+            try:
+                ports = {
+                    c.laddr.port
+                    for c in psutil.Process().net_connections("tcp")
+                    if c.status == psutil.CONN_LISTEN and c.laddr.ip == "127.0.0.1"
+                }
+                assert engine.client.submit(sum, [1, 2]).result(timeout=30) == 3
+            finally:
+                engine.close()
+    assert not [w for w in caught if "8787" in str(w.message)]
+    assert len(ports) >= 2  # the scheduler's two servers, both on loopback
