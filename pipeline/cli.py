@@ -287,6 +287,7 @@ def _stop_on_signals():
         if received:
             os._exit(128 + signum)
         received.append(signum)
+        _quiet_engine_shutdown()
         raise Interrupted(signum)
 
     previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
@@ -295,6 +296,18 @@ def _stop_on_signals():
     finally:
         for signum, action in previous.items():
             signal.signal(signum, action)
+
+
+# Loggers of the engines' event loops: stopping a run in the middle of a call into them makes them log
+# the cancelled call (with a traceback) as an error; the user stopped it and is told so in one line.
+ENGINE_LOOP_LOGGERS = ("tornado.application", "distributed", "distributed.client", "distributed.scheduler",
+                       "distributed.core", "distributed.utils")  # fmt: skip
+
+
+def _quiet_engine_shutdown() -> None:
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # --verbose shows everything
+        for name in ENGINE_LOOP_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
 
 
 def main(argv: list[str] | None = None) -> int:
