@@ -131,3 +131,26 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600
 
 def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith("error:") or line.startswith("FAILED")]
+
+
+def alive(procs: list) -> list:
+    """The ``psutil.Process``es of ``procs`` still running: same PID and start time (psutil checks), not a zombie."""
+    import psutil
+
+    running = []
+    for proc in procs:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                running.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return running
+
+
+@pytest.fixture
+def started():
+    """Processes a test started (and their descendants): whatever still runs at the end is killed, by PID."""
+    procs: list = []
+    yield procs
+    for proc in alive(procs):
+        proc.kill()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import REPO, error_lines, run_cli
+from conftest import REPO, alive, error_lines, run_cli
 
 ARGS = ("--quality", "fast", "--no_video", "--no_report", "--no_llm_data", "--quiet")
 RESUME_HINT = "interrupted: re-run the same command to resume"
@@ -42,32 +42,11 @@ def long_clip(sample_video, tmp_path_factory) -> Path:
     return clip
 
 
-@pytest.fixture
-def started():
-    """Processes a test started (and their descendants): whatever still runs at the end is killed, by PID."""
-    procs: list[psutil.Process] = []
-    yield procs
-    for proc in _alive(procs):
-        proc.kill()
-
-
-def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
-    """Those still running: same PID and start time (psutil checks), not a zombie."""
-    alive = []
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(proc)
-        except psutil.NoSuchProcess:
-            continue
-    return alive
-
-
 def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
     deadline = time.monotonic() + timeout
-    while (alive := _alive(procs)) and time.monotonic() < deadline:
+    while (left := alive(procs)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return alive
+    return left
 
 
 def _names(procs: list[psutil.Process]) -> list[str]:
@@ -252,7 +231,7 @@ def test_sigterm_and_ctrl_c_stop_the_run_cleanly_and_a_rerun_resumes(
     assert stderr.strip().splitlines()[-1] == RESUME_HINT
     assert "Traceback" not in stderr, stderr[-3000:]
     assert elapsed < 30, f"{elapsed:.1f} s"  # measured about 2 s
-    assert _wait_gone(family, timeout=10) == [], _names(_alive(family))
+    assert _wait_gone(family, timeout=10) == [], _names(alive(family))
     kept = _chunks(tmp_path)
     assert 1 <= len(kept) < 9
     if signum == signal.SIGTERM:
@@ -283,7 +262,7 @@ def test_a_killed_raylet_ends_the_run_with_exit_3_and_a_rerun_resumes(tmp_path, 
     assert "Traceback" not in stderr, stderr[-3000:]
     # measured about 2 s; the run went on extracting and failed the video (exit code 1) before
     assert elapsed < 30, f"{elapsed:.1f} s"
-    assert _wait_gone(family, timeout=15) == [], _names(_alive(family))
+    assert _wait_gone(family, timeout=15) == [], _names(alive(family))
     kept = _chunks(tmp_path)
     assert 1 <= len(kept) < 9
 

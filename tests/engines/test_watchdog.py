@@ -10,8 +10,7 @@ import sys
 import time
 
 import psutil
-import pytest
-from conftest import REPO
+from conftest import REPO, alive
 
 from pipeline.engines.watchdog import GRACE_S, _alive, descendants
 
@@ -43,49 +42,30 @@ def _start_driver(mode: str) -> tuple[subprocess.Popen, dict, list[psutil.Proces
     return driver, pids, family
 
 
-def _running(procs: list[psutil.Process]) -> list[psutil.Process]:
-    alive = []
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(proc)
-        except psutil.NoSuchProcess:
-            continue
-    return alive
-
-
-@pytest.fixture
-def cleanup():
-    procs: list[psutil.Process] = []
-    yield procs
-    for proc in _running(procs):
-        proc.kill()
-
-
-def test_the_descendants_of_a_killed_driver_end(cleanup):
+def test_the_descendants_of_a_killed_driver_end(started):
     driver, pids, family = _start_driver("watch")
-    cleanup += family
+    started += family
     assert len(family) >= 5  # watchdog, sleep, sh and its sleep, the stubborn one
     driver.kill()
     driver.wait()
     t0 = time.monotonic()
     deadline = t0 + GRACE_S + 10
-    while _running(family) and time.monotonic() < deadline:
+    while alive(family) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _running(family) == []
+    assert alive(family) == []
     # SIGTERM ended all but the one that ignores it, SIGKILL that one after the grace period
     assert time.monotonic() - t0 >= GRACE_S - 0.5
 
 
-def test_a_driver_that_said_stop_keeps_its_processes(cleanup):
+def test_a_driver_that_said_stop_keeps_its_processes(started):
     driver, pids, family = _start_driver("stop")
-    cleanup += family
+    started += family
     assert not psutil.pid_exists(pids["watchdog"]) or psutil.Process(pids["watchdog"]).status() == "zombie"
     driver.kill()
     driver.wait()
     time.sleep(1.0)
     children = [p for p in family if p.pid in pids["children"]]
-    assert len(_running(children)) == 3
+    assert len(alive(children)) == 3
 
 
 def test_a_reused_pid_is_not_a_recorded_process():
