@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -149,6 +150,11 @@ class FrameTable:
 
     def __len__(self) -> int:
         return len(self.pts)
+
+    @functools.cached_property
+    def index_of(self) -> dict[int, int]:
+        """Frame number by presentation timestamp."""
+        return {pts: i for i, pts in enumerate(self.pts)}
 
     def times_s(self) -> list[float]:
         return [(p - self.start_pts) * self.time_base for p in self.pts]

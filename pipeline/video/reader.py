@@ -76,7 +76,6 @@ def iter_frames(
     stop = len(table) if end is None else min(end, len(table))
     if start >= stop:
         return
-    position = {pts: i for i, pts in enumerate(table.pts)}
     to_ms = table.time_base * 1000.0
     expected = start  # the next frame number to yield
 
@@ -95,7 +94,7 @@ def iter_frames(
         expected = max(expected, until)
 
     for frame in _decoded(path, table.pts[start], start > 0):
-        index = position.get(frame.pts)
+        index = table.index_of.get(frame.pts)
         if index is None or index < expected:
             continue  # before the range (decoded from the key frame on), or a duplicate
         if index >= stop:
