@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(parser, "pose_model", metavar="NAME|PATH", default=None,
          help="model preset (lite, full) or path to a MediaPipe pose_landmarker .task file "
               "(default: from --quality)")  # fmt: skip
-    _add(parser, "num_poses", type=int, default=1, metavar="N", help="most people tracked per frame (default: 1)")
+    _add(parser, "num_poses", default="auto", metavar="N|auto",
+         help="most people tracked per frame (default: auto = everyone in view, up to 6)")  # fmt: skip
     _add(parser, "workers", type=_auto_int, default=None, metavar="N|auto",
          help="Dask worker processes of the embedded cluster, one thread each "
               "(default: auto = as many as the memory budget holds, at most one per core)")  # fmt: skip
@@ -106,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
               "aiming at 100 to 1800 frames; a long video gets a multiple of the workers, "
               "a short one a single chunk)")  # fmt: skip
     _add(parser, "warmup_frames", type=int, default=None, metavar="N",
-         help="frames tracked before each chunk and not kept (default: from --quality)")  # fmt: skip
+         help="frames tracked before each chunk and not kept (default: 0; the previous chunk "
+              "tracks past its end until this chunk has caught up)")  # fmt: skip
     _add(parser, "sample_fps", type=_number(0), default=None, metavar="FPS",
          help="analyse this many frames per second instead of every frame")  # fmt: skip
     _add(parser, "memory_limit", type=_number(*MEMORY_LIMIT_RANGE, "a fraction of system RAM"), default=0.4, metavar="FRACTION",

@@ -97,6 +97,25 @@ class QualityPreset:
     analysis: AnalysisParams
 
 
+# "--num_poses auto": the landmarker's person slots. Measured (docs/benchmarks.md, bench/reacquire.py):
+# once there are more slots than people the detector runs on every frame, a fixed cost (lite model,
+# sample clip: 13 ms a frame for 1 slot, 25 for 2, 33 for 4, 34 for 6, 35 for 8), and each person
+# tracked adds about 11 ms. MediaPipe's detector sees the whole frame at 224x224 and finds nobody
+# under about a third of the frame's height, so six people at a size it detects fill a frame.
+AUTO_NUM_POSES = 6
+
+
+def _check_num_poses(value) -> int | str:
+    """``value`` as a number of person slots (>= 1) or "auto"; ConfigError otherwise."""
+    if value == "auto":
+        return value
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"num_poses must be an integer >= 1 or 'auto', got {value!r}")
+    return value
+
+
 # One table: what each --quality preset sets.
 QUALITY_PRESETS: dict[str, QualityPreset] = {
     preset.name: preset
@@ -104,7 +123,7 @@ QUALITY_PRESETS: dict[str, QualityPreset] = {
         QualityPreset(
             name="fast",
             pose_model="lite",
-            warmup_frames=16,
+            warmup_frames=0,
             min_detection_confidence=0.5,
             min_presence_confidence=0.5,
             min_tracking_confidence=0.5,
@@ -120,7 +139,7 @@ QUALITY_PRESETS: dict[str, QualityPreset] = {
         QualityPreset(
             name="balanced",
             pose_model="full",
-            warmup_frames=16,
+            warmup_frames=0,
             min_detection_confidence=0.5,
             min_presence_confidence=0.5,
             min_tracking_confidence=0.5,
@@ -136,7 +155,7 @@ QUALITY_PRESETS: dict[str, QualityPreset] = {
         QualityPreset(
             name="accurate",
             pose_model="full",
-            warmup_frames=30,
+            warmup_frames=0,
             min_detection_confidence=0.6,
             min_presence_confidence=0.6,
             min_tracking_confidence=0.6,
@@ -251,7 +270,7 @@ class PipelineConfig:
     models_dir: str = "models"
     quality: str = DEFAULT_QUALITY
     pose_model: str | None = None  # preset name (lite, full) or path to a .task file
-    num_poses: int = 1
+    num_poses: int | str = "auto"  # most people tracked per frame, or "auto" (AUTO_NUM_POSES)
     workers: int | None = None  # Dask worker processes; None = as many as the memory budget holds
     batch_size: int | None = None  # frames per Dask task; None = auto
     warmup_frames: int | None = None
@@ -273,8 +292,7 @@ class PipelineConfig:
         check_finite(self)
         if self.quality not in QUALITY_PRESETS:
             raise ConfigError(f"unknown quality '{self.quality}' (choose from {', '.join(QUALITY_PRESETS)})")
-        if self.num_poses < 1:
-            raise ConfigError(f"num_poses must be >= 1, got {self.num_poses}")
+        object.__setattr__(self, "num_poses", _check_num_poses(self.num_poses))
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be >= 1 or auto, got {self.workers}")
         if self.batch_size is not None and self.batch_size < 1:
@@ -309,6 +327,11 @@ class PipelineConfig:
         return self.pose_model or self.preset.pose_model
 
     @property
+    def resolved_num_poses(self) -> int:
+        """Person slots of the landmarker: ``num_poses``, or ``AUTO_NUM_POSES`` for "auto"."""
+        return AUTO_NUM_POSES if self.num_poses == "auto" else self.num_poses
+
+    @property
     def resolved_warmup_frames(self) -> int:
         return self.preset.warmup_frames if self.warmup_frames is None else self.warmup_frames
 
@@ -340,6 +363,7 @@ class PipelineConfig:
         data["analysis"] = asdict(self.resolved_analysis)
         data["pose_model"] = self.resolved_pose_model
         data["warmup_frames"] = self.resolved_warmup_frames
+        data["max_persons_per_frame"] = self.resolved_num_poses
         data["workers"] = self.resolved_workers if not self.resolved_dask_address else None
         data["dask_address"] = self.resolved_dask_address
         data["ray_address"] = self.resolved_ray_address

@@ -154,7 +154,7 @@ class VideoPipeline:
 
     # -- processing ------------------------------------------------------------
     def estimator_settings(self) -> MediaPipeSettings:
-        return MediaPipeSettings.from_preset(self.config.preset, self.model, self.config.num_poses)
+        return MediaPipeSettings.from_preset(self.config.preset, self.model, self.config.resolved_num_poses)
 
     def claim(self, paths: Iterable[str | Path]) -> list[VideoRun]:
         """Take the lock of every video's work folder, without waiting: a video
@@ -253,7 +253,11 @@ class VideoPipeline:
             if self._redo_missing(run, done, missing, source):
                 return
         writers = [w for w in self._writers if run.only is None or w.name in run.only]
-        work = ("work files", config.output_dir, info.frame_count * config.num_poses * WORK_BYTES_PER_FRAME_SLOT)
+        work = (
+            "work files",
+            config.output_dir,
+            info.frame_count * config.resolved_num_poses * WORK_BYTES_PER_FRAME_SLOT,
+        )
         needs = [work] + [(n.what, n.folder, n.nbytes) for w in writers if (n := w.disk_need(config, info))]
         self._disk.reserve(needs)
         run.work.open(source, plan.extract_key, force=config.force)
@@ -383,7 +387,8 @@ class VideoPipeline:
             self.engines.when_ray_ready(send)
             return outcome
 
-        weight = run.frames_done * self.config.num_poses * ANALYSIS_BYTES_PER_FRAME_SLOT
+        slots = max(record.slots for record in records)
+        weight = run.frames_done * slots * ANALYSIS_BYTES_PER_FRAME_SLOT
         what = f"the analysis of {run.frames_done} frames"
         return Work(weight, start, run, what, tag=lambda done: self._on_analysis(run, done))
 

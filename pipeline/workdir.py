@@ -40,7 +40,8 @@ import numpy as np
 
 from pipeline import storage
 from pipeline.pose import BackendSettings, track_chunk
-from pipeline.pose.types import ARRAY_NAMES, PoseChunk
+from pipeline.pose.handover import stitch
+from pipeline.pose.types import ARRAY_NAMES, Handover, PoseChunk
 from pipeline.video.plan import ChunkSpec
 
 logger = logging.getLogger(__name__)
@@ -69,10 +70,13 @@ class ChunkRecord:
 
     index: int
     start: int
-    frames: int
+    frames: int  # the chunk's own frames; its tail (``tail`` frames after them) is stored too
     frames_with_person: int
     path: str
     reused: bool = False
+    tail: int = 0
+    settled: bool = True  # the next chunk's tracker caught up within the tail
+    slots: int = 1  # person slots the chunk used
     # Where and when the chunk was tracked (see ``stats.py``); zero for a reused chunk.
     worker: str = ""
     started: float = 0.0
@@ -82,25 +86,36 @@ class ChunkRecord:
 def save_chunk(path: str | os.PathLike, index: int, chunk: PoseChunk) -> ChunkRecord:
     """Write ``chunk`` atomically; returns its record."""
     arrays = {name: getattr(chunk, name) for name in ARRAY_NAMES}
+    if chunk.handover is not None:
+        arrays["handover"] = chunk.handover.to_array()
     storage.atomic_write(path, lambda fh: np.savez(fh, **arrays))
     return _record(path, index, chunk)
 
 
 def _record(path, index: int, chunk: PoseChunk, reused: bool = False) -> ChunkRecord:
     start = int(chunk.frame_index[0]) if chunk.num_frames else -1
-    seen = int(chunk.detected.any(axis=1).sum())
-    return ChunkRecord(index, start, chunk.num_frames, seen, os.fspath(path), reused)
+    handover = chunk.handover or Handover(0, True)
+    own = chunk.slice(0, chunk.num_frames - handover.tail)
+    seen = int(own.detected.any(axis=1).sum())
+    return ChunkRecord(
+        index, start, own.num_frames, seen, os.fspath(path), reused, handover.tail, handover.settled, chunk.num_slots
+    )
 
 
 def load_chunk(path: str | os.PathLike) -> PoseChunk:
     with storage.open_file(path) as fh, np.load(fh) as data:
-        return PoseChunk(**{name: data[name] for name in ARRAY_NAMES if name in data})
+        handover = Handover.from_array(data["handover"]) if "handover" in data else None
+        return PoseChunk(**{name: data[name] for name in ARRAY_NAMES if name in data}, handover=handover)
+
+
+def load_stitched(records: list[ChunkRecord]) -> tuple[PoseChunk, dict]:
+    """The chunks of one video as one track (``pipeline.pose.handover.stitch``), and the stitching report."""
+    return stitch([load_chunk(r.path) for r in sorted(records, key=lambda r: r.index)])
 
 
 def load_track(records: list[ChunkRecord]) -> PoseChunk:
-    """The chunks of one video, joined in frame order."""
-    chunks = [load_chunk(r.path) for r in sorted(records, key=lambda r: r.index)]
-    return PoseChunk.concatenate([c for c in chunks if c.num_frames])
+    """The chunks of one video as one track, every frame once, in order."""
+    return load_stitched(records)[0]
 
 
 # -- work folders ------------------------------------------------------------------

@@ -303,3 +303,16 @@ def summarize(track: PoseChunk, persons: list[PersonSeries], events: list[dict],
         "flags": video_flags + [flag | {"person": p["id"]} for p in counted for flag in p["flags"]],
         "persons": people,
     }
+
+
+def with_stitching(summary: dict, report: dict) -> dict:
+    """``summary`` with how its track was stitched from chunks (``pipeline.pose.handover.stitch``):
+    ``chunks``, and a video flag where a chunk's tail ended before the next chunk caught up."""
+    flags = list(summary["flags"])
+    if report["unsettled"]:
+        message = (
+            f"{report['unsettled']} of {report['boundaries']} chunk boundaries were handed over before the next "
+            "chunk's tracker caught up: a person may be missed for a while after them"
+        )
+        flags.insert(0, {"code": "unsettled_handover", "message": message, "person": None})
+    return summary | {"chunks": dict(report), "flags": flags}

@@ -21,14 +21,16 @@ import os
 import socket
 import subprocess
 from concurrent.futures import Future
+from dataclasses import replace
 
 from pipeline.analysis.analyzer import Analysis, AnalysisParams, Analyzer, TrackMeta
 from pipeline.analysis.store import save_analysis
+from pipeline.analysis.summary import with_stitching
 from pipeline.engines.address import RAY_DEFAULT_PORT, parse_endpoint
 from pipeline.errors import ClusterError
 from pipeline.memory import release_freed_memory
 from pipeline.pose.types import PoseChunk
-from pipeline.workdir import ChunkRecord, load_track
+from pipeline.workdir import ChunkRecord, load_stitched
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +61,12 @@ class AnalyzerActor:
     def analyze_stored(self, records: list[ChunkRecord], meta: TrackMeta, folder: str) -> dict:
         """Read the chunks from disk, analyse them, store the result in ``folder``;
         only the summary travels back."""
-        track = load_track(records)
+        track, stitching = load_stitched(records)
         linked = self._analyzer.link(track, meta)
         del track  # only the linked copy is needed from here on
         analysis = self._analyzer.analyze_linked(linked, meta)
         del linked
+        analysis = replace(analysis, summary=with_stitching(analysis.summary, stitching))
         save_analysis(folder, analysis)
         summary = analysis.summary
         del analysis

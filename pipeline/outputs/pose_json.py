@@ -143,7 +143,9 @@ class PoseJsonWriter(OutputWriter):
         return storage.join(config.models_dir, f"{name}_pose.json")
 
     def disk_need(self, config: PipelineConfig, info: VideoInfo) -> DiskNeed:
-        return DiskNeed(config.models_dir, self.label, info.frame_count * config.num_poses * JSON_BYTES_PER_FRAME_SLOT)
+        return DiskNeed(
+            config.models_dir, self.label, info.frame_count * config.resolved_num_poses * JSON_BYTES_PER_FRAME_SLOT
+        )
 
     def plan(self, video: VideoOutputs) -> OutputPlan:
         task = OutputTask(pose_json_task, (self.target(video), video.header, video.store), f"pose-json-{video.name}")

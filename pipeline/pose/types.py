@@ -16,6 +16,26 @@ ARRAY_NAMES: tuple[str, ...] = _ARRAYS  # what a PoseChunk holds, in the order i
 
 
 @dataclass(frozen=True)
+class Handover:
+    """How a chunk handed its people over to the next one (``pipeline.pose.handover``).
+
+    ``tail``: frames tracked past the chunk's end (kept: they replace the next
+    chunk's first rows); ``settled``: the next chunk's tracker had the same
+    people at the end of the tail (true too when the tail reached the video's end).
+    """
+
+    tail: int
+    settled: bool
+
+    def to_array(self) -> np.ndarray:
+        return np.array([self.tail, int(self.settled)], dtype=np.int64)
+
+    @classmethod
+    def from_array(cls, values: np.ndarray) -> Handover:
+        return cls(int(values[0]), bool(values[1]))
+
+
+@dataclass(frozen=True)
 class PoseChunk:
     """Landmarks of frames ``frame_index[0] .. frame_index[-1]`` (contiguous).
 
@@ -34,6 +54,9 @@ class PoseChunk:
 
     A person slot holds NaN where no person was found. Slots are in the
     model's order; identities across frames are linked by the analysis.
+
+    ``handover``: set on a tracked chunk that is not the video's last; its
+    last ``handover.tail`` rows are frames after the chunk's end.
     """
 
     frame_index: np.ndarray
@@ -43,6 +66,7 @@ class PoseChunk:
     world_xyz: np.ndarray
     presence: np.ndarray
     decoded: np.ndarray | None = None
+    handover: Handover | None = None
 
     def __post_init__(self) -> None:
         frames = self.frame_index.shape[0]
@@ -93,6 +117,20 @@ class PoseChunk:
     def _map(self, pick) -> PoseChunk:
         """The same arrays, each indexed by ``pick`` (frame axis first)."""
         return PoseChunk(**{name: getattr(self, name)[pick] for name in _ARRAYS})
+
+    def with_slots(self, slots: int) -> PoseChunk:
+        """The same frames with ``slots`` person slots: empty (NaN) ones added, or the last ones dropped."""
+        have = self.num_slots
+        if slots == have:
+            return self
+        if slots < have:
+            return replace(self, **{name: getattr(self, name)[:, :slots] for name in _PERSON_ARRAYS})
+        padded = {}
+        for name in _PERSON_ARRAYS:
+            values = getattr(self, name)
+            extra = np.full((values.shape[0], slots - have, *values.shape[2:]), np.nan, values.dtype)
+            padded[name] = np.concatenate([values, extra], axis=1)
+        return replace(self, **padded)
 
     @property
     def num_frames(self) -> int:

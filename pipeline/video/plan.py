@@ -14,13 +14,20 @@ from pipeline.video.probe import VideoInfo
 MIN_AUTO_CHUNK_FRAMES = 100
 MAX_AUTO_CHUNK_FRAMES = 1800  # about a minute at 30 fps: the grain of progress and resume
 CHUNKS_PER_WORKER = 2
+# The longest tail a chunk tracks past its end for the next chunk to catch up (``pipeline.pose.handover``),
+# seconds. The longest measured need was 115 frames (3.8 s at 30 fps, bench/reacquire.py on the sample
+# clip); the cap allows 2.5 times that and bounds what a scene no detector resolves can cost.
+MAX_HANDOVER_S = 10.0
 
 
 @dataclass(frozen=True)
 class ChunkSpec:
     """Frames ``[start, end)`` of one video, kept; ``[warmup_start, start)`` decoded
-    and tracked only, so that the landmarker reaches the state a sequential run
-    would have at ``start``.
+    and tracked only (none by default: the previous chunk's tail covers the start).
+
+    ``tail_limit``: frames after ``end`` the chunk may go on tracking while the
+    next chunk's tracker, which starts at ``handover_start``, catches up
+    (``pipeline.pose.handover``); 0 for the last chunk.
 
     Frame numbers are those of the video's frame table (``probe.FrameTable``);
     ``is_last`` marks the chunk that ends at the table's last frame.
@@ -35,12 +42,18 @@ class ChunkSpec:
     sample_fps: float | None
     is_last: bool
     variable_rate: bool = False  # take each frame's time from the container
+    tail_limit: int = 0
+    handover_start: int | None = None  # the next chunk's warmup_start
 
     def __post_init__(self) -> None:
         if not 0 <= self.warmup_start <= self.start < self.end:
             raise ValueError(
                 f"expected 0 <= warmup_start <= start < end, got {self.warmup_start}, {self.start}, {self.end}"
             )
+        if self.tail_limit < 0 or (self.tail_limit > 0) != (self.handover_start is not None):
+            raise ValueError(f"expected a handover_start with a tail, got {self.tail_limit}, {self.handover_start}")
+        if self.handover_start is not None and not self.warmup_start <= self.handover_start <= self.end:
+            raise ValueError(f"expected warmup_start <= handover_start <= end, got {self.handover_start}")
 
     @property
     def frame_count(self) -> int:
@@ -85,12 +98,15 @@ def plan_chunks(
     batch_size: int,
     warmup_frames: int,
     sample_fps: float | None = None,
+    handover_s: float = MAX_HANDOVER_S,
 ) -> list[ChunkSpec]:
     """Split ``info``'s frames into contiguous chunks of ``batch_size`` frames.
 
     With ``sample_fps`` the warm-up is stretched so it still feeds
-    ``warmup_frames`` analysed frames to the landmarker. A variable-frame-rate
-    video is one chunk.
+    ``warmup_frames`` analysed frames to the landmarker. Every chunk but the
+    last may track up to ``handover_s`` seconds past its end (to the video's
+    end at most) while the next one catches up. A variable-frame-rate video is
+    one chunk.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -103,10 +119,15 @@ def plan_chunks(
     if sample_fps is not None and sample_fps < info.fps:
         stride = info.fps / sample_fps
     warmup_span = math.ceil(warmup_frames * stride)
+    if handover_s < 0:
+        raise ConfigError(f"handover_s must be >= 0, got {handover_s}")
+    tail_span = math.ceil(handover_s * info.fps)
     chunks = []
     starts = range(0, info.frame_count, batch_size)
     for i, start in enumerate(starts):
         end = min(start + batch_size, info.frame_count)
+        last = i == len(starts) - 1
+        tail = 0 if last else min(tail_span, info.frame_count - end)
         chunks.append(
             ChunkSpec(
                 video_path=info.path,
@@ -116,8 +137,10 @@ def plan_chunks(
                 warmup_start=max(0, start - warmup_span),
                 fps=info.fps,
                 sample_fps=sample_fps,
-                is_last=i == len(starts) - 1,
+                is_last=last,
                 variable_rate=info.variable_frame_rate,
+                tail_limit=tail,
+                handover_start=max(0, end - warmup_span) if tail else None,
             )
         )
     return chunks
