@@ -412,3 +412,22 @@ def packet_times_s(path: Path) -> list[float]:
         stream = container.streams.video[0]
         times = [float(p.pts * stream.time_base) for p in container.demux(stream) if p.pts is not None]
     return sorted(times)
+
+
+REVERSED_SIZE = (1280, 720)
+"""``(width, height)`` of :func:`reversed_mirrored`."""
+
+REVERSED_FRAMES = 230
+"""Length of :func:`reversed_mirrored`: the whole sample."""
+
+
+def reversed_mirrored(dest: Path, sample: Path) -> Path:
+    """``reversed.mp4``: the whole sample played backwards and mirrored left to right, 1280x720, 30 fps, H.264.
+
+    A second two-person clip of real footage for the equivalence tests: the same two people, but the woman walks the
+    other way across the frame and enters and leaves at other moments, the man rises onto the box instead of dropping
+    from it, so the trackers lose and find them at other frames than in the sample.
+    """
+    width, height = REVERSED_SIZE
+    out = _folder(dest) / "reversed.mp4"
+    return _from_sample(sample, out, 0, REVERSED_FRAMES, "reverse", "hflip", f"scale={width}:{height}")

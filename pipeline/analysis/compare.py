@@ -27,9 +27,17 @@ class RunComparison:
     diagonal_px: float
 
     def share_within(self, fraction_of_diagonal: float) -> float:
+        """Of the persons found in both runs, the share within ``fraction_of_diagonal`` of each other."""
         if self.distance_px.size == 0:
             return 0.0
         return float(np.mean(self.distance_px < fraction_of_diagonal * self.diagonal_px))
+
+    def share_of_a_within(self, fraction_of_diagonal: float) -> float:
+        """Of run ``a``'s person-frames, the share that ``b`` has within ``fraction_of_diagonal``
+        (the strict measure: a person ``b`` misses counts against it)."""
+        if self.detections_a == 0:
+            return 1.0
+        return int(np.sum(self.distance_px < fraction_of_diagonal * self.diagonal_px)) / self.detections_a
 
 
 def compare_runs(a: PoseChunk, b: PoseChunk, width: int, height: int) -> RunComparison:
