@@ -109,11 +109,10 @@ def _check_num_poses(value) -> int | str:
     """``value`` as a number of person slots (>= 1) or "auto"; ConfigError otherwise."""
     if value == "auto":
         return value
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    number = int(value) if isinstance(value, str) and value.strip().lstrip("+-").isdigit() else value
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
         raise ConfigError(f"num_poses must be an integer >= 1 or 'auto', got {value!r}")
-    return value
+    return number
 
 
 # One table: what each --quality preset sets.

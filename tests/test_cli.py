@@ -3,7 +3,9 @@
 import csv
 import json
 import shutil
+import time
 
+import pytest
 from conftest import error_lines, run_cli
 
 from pipeline.outputs.pose_json import SCHEMA_VERSION
@@ -115,3 +117,16 @@ def test_quiet_shows_no_bars():
     display(ProgressEvent("a.mp4", "extract", 50, 100, "a"))
     display.close()
     assert out.getvalue() == ""
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many", "2.5", ""])
+def test_a_bad_num_poses_is_one_line_and_exit_2_before_any_engine(tmp_path, sample_video, value):
+    (tmp_path / "clips").mkdir()
+    shutil.copy(sample_video, tmp_path / "clips" / "demo.mp4")
+    started = time.perf_counter()
+    proc = run_cli("--input", "clips", "--num_poses", value, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert error_lines(proc.stderr) == [f"error: num_poses must be an integer >= 1 or 'auto', got {value!r}"]
+    assert proc.stderr.count("\n") == 1  # the one line, nothing else
+    assert time.perf_counter() - started < 20  # no engine was started: Ray alone takes longer
+    assert not (tmp_path / "output").exists() and not (tmp_path / "models").exists()
