@@ -269,8 +269,11 @@ def frame_ranges(frames: list[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
-def summarize(track: PoseChunk, persons: list[PersonSeries], events: list[dict], params) -> dict:
-    """Per-video and per-person summary (plain dict, JSON-ready)."""
+def summarize(
+    track: PoseChunk, persons: list[PersonSeries], events: list[dict], params, tracking: dict | None = None
+) -> dict:
+    """Per-video and per-person summary (plain dict, JSON-ready). ``tracking``: how the
+    persons were linked and ordered (``Linking.counts``), reported as it is."""
     rows = np.flatnonzero(track.sampled)
     times = track.timestamp_ms[rows] / 1000.0
     detected = track.detected
@@ -291,6 +294,8 @@ def summarize(track: PoseChunk, persons: list[PersonSeries], events: list[dict],
         "frames_with_person": int(detected.any(axis=1).sum()),
         "max_persons_in_frame": int(detected.sum(axis=1).max()) if track.num_frames else 0,
         "persons_found": len(counted),
+        "person_order": (tracking or {}).get("person_order"),
+        "tracking": {k: v for k, v in (tracking or {}).items() if k != "person_order"},
         "sport_type": params.sport_type,
         "highlights": {
             "angles": list(profile.angles),
