@@ -25,6 +25,7 @@ from pipeline.analysis.events import count_repetitions, detect_flights, ground_c
 from pipeline.analysis.kinematics import joint_angles
 from pipeline.analysis.sports import REPETITION_SIGNALS, SPORT_PROFILES
 from pipeline.analysis.summary import PersonSeries, summarize
+from pipeline.analysis.swaps import MAX_SWAP_S, find_leg_swaps, swap_legs
 from pipeline.analysis.tracking import PERSON_ORDER, Linking, link_tracks, torso_centres
 from pipeline.config import AnalysisParams
 from pipeline.pose.skeleton import ANGLE_NAMES
@@ -121,6 +122,9 @@ class Analysis:
 
 
 class Analyzer:
+    """Per person, in order: left/right leg swaps corrected (in the linked track),
+    outliers, gaps, smoothing, kinematics, events; then the summary."""
+
     def __init__(self, params: AnalysisParams | None = None) -> None:
         self.params = params or AnalysisParams()
         # What the last ``link`` dropped and joined, for the summary of the track it returned
@@ -167,7 +171,9 @@ class Analyzer:
             if seen.sum() < p.min_track_frames:
                 persons.append(PersonSeries.unanalysed(slot, linked, rows))
                 continue
+            swaps = self._correct_leg_swaps(linked, meta, rows, rate, slot)
             series = self._person(linked, meta, rows, times, rate, slot)
+            series.swaps_corrected = swaps
             persons.append(series)
             out["body_height_px"][slot] = series.body_px
             for name, values in series.arrays.items():
@@ -181,6 +187,19 @@ class Analyzer:
         events.sort(key=lambda e: (e["start_frame"], e["person"]))
         summary = summarize(linked, persons, events, p, tracking)
         return Analysis(track=linked, events=tuple(events), summary=summary, **out)
+
+    @staticmethod
+    def _correct_leg_swaps(linked: PoseChunk, meta: TrackMeta, rows: np.ndarray, rate: float, slot: int) -> int:
+        """Swap back the leg labels of ``slot``'s short swapped runs (``swaps``), in place in
+        ``linked`` (the copy ``link`` made), so the outputs show them corrected too. Returns the count."""
+        xy = linked.image_xyzv[rows, slot, :, :2] * np.array([meta.width, meta.height], dtype=np.float32)
+        mask = find_leg_swaps(xy, linked.frame_index[rows], max(1, int(round(MAX_SWAP_S * rate))))
+        picked = rows[mask]
+        for values in (linked.image_xyzv, linked.world_xyz, linked.presence):
+            part = values[picked, slot]
+            swap_legs(np.ones(len(picked), dtype=bool), part)
+            values[picked, slot] = part
+        return int(mask.sum())
 
     def _person(self, track, meta, rows, times, rate, slot) -> PersonSeries:
         p = self.params

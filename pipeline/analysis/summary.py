@@ -41,6 +41,7 @@ class PersonSeries:
     repetitions: list[Repetition] = field(default_factory=list)
     rep_signal: str | None = None
     rep_direction: int = 0
+    swaps_corrected: int = 0
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
@@ -164,6 +165,7 @@ def _quality(person: PersonSeries, times: np.ndarray) -> dict:
         "mean_visibility": round(visibility, 4),
         "outlier_share": round(outlier_share, 4),
         "filled_frames": int(person.filled.sum()),
+        "left_right_swaps_corrected": person.swaps_corrected,
         "tracking_stability": round(stability, 4),
         "score": round(score, 3),
     }

@@ -170,7 +170,9 @@ def _tracklets(centres, boxes, visibility, usable, max_gap_frames, fps, min_gate
             elapsed = (f - np.array([last_seen[t] for t in live]))[:, None]
             box_h = boxes[f, present, 3] - boxes[f, present, 1]
             gate = np.maximum(MAX_SPEED_BH_S * box_h[None, :] * elapsed / fps, min_gate)
-            distance = np.linalg.norm(np.array([last[t] for t in live])[:, None, :] - centres[f, present][None], axis=-1)
+            distance = np.linalg.norm(
+                np.array([last[t] for t in live])[:, None, :] - centres[f, present][None], axis=-1
+            )
             cost = np.where(distance <= gate, distance, _UNASSIGNED)
             for row, pick in zip(*linear_sum_assignment(cost)):
                 if cost[row, pick] < _UNASSIGNED:
