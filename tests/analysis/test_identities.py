@@ -68,9 +68,9 @@ def test_the_man_keeps_his_four_jumps(sequential_track, box_jumps, num_poses):
         assert len(near) == 1, f"jump {takeoff}-{landing} not found once in {found}"
 
 
-def test_the_plain_linking_splits_what_this_one_joins(sequential_track):
-    """Without dropping duplicates and ghosts and joining tracklets, the clip has more
-    than two tracks: the test above would fail on the old linking (kept as a baseline)."""
+def test_linking_alone_leaves_two_tracks_long_enough_to_analyse(sequential_track):
+    """``link_tracks`` itself, with six poses a frame: two tracks of at least 5 frames
+    (the plain frame-to-frame linking gave four, plus two short ones)."""
     track, meta = sequential_track(6)
     linking = link_tracks(track.image_xyzv, meta.width, meta.height, 30, meta.fps, 5)
     per_id = (linking.order >= 0).sum(axis=0)
