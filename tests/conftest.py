@@ -111,6 +111,30 @@ def sequential_reference(sample_video, lite_model):
     return sequential_landmarks(sample_video, lite_model.path)
 
 
+@pytest.fixture(scope="session")
+def sequential_track(sample_video, lite_model):
+    """``sequential_track(num_poses) -> (PoseChunk, TrackMeta)``: the whole sample clip through
+    the pipeline's own chunk loop in one sequential chunk, each ``num_poses`` computed once (~8 s)."""
+    from pipeline.analysis.analyzer import TrackMeta
+    from pipeline.pose.backends.mediapipe import MediaPipeBackend, MediaPipeSettings
+    from pipeline.pose.chunks import run_chunk
+    from pipeline.video.plan import plan_chunks
+    from pipeline.video.probe import probe_video
+
+    info = probe_video(str(sample_video))
+    spec = plan_chunks(info, info.frame_count, 0)[0]
+    meta = TrackMeta(info.width, info.height, info.fps)
+    cache = {}
+
+    def track(num_poses: int):
+        if num_poses not in cache:
+            backend = MediaPipeBackend(MediaPipeSettings(lite_model.path, lite_model.sha256, num_poses=num_poses))
+            cache[num_poses] = run_chunk(backend, spec)
+        return cache[num_poses], meta
+
+    return track
+
+
 def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``python pipeline.py ARGS`` as a user would, in ``cwd``; ``env`` values of None unset a variable."""
     full_env = dict(os.environ)

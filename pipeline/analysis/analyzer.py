@@ -14,6 +14,7 @@ series are laid back onto every frame of the video (NaN where not analysed).
 from __future__ import annotations
 
 import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +25,8 @@ from pipeline.analysis.events import count_repetitions, detect_flights, ground_c
 from pipeline.analysis.kinematics import joint_angles
 from pipeline.analysis.sports import REPETITION_SIGNALS, SPORT_PROFILES
 from pipeline.analysis.summary import PersonSeries, summarize
-from pipeline.analysis.tracking import link_identities, torso_centres
+from pipeline.analysis.swaps import MAX_SWAP_S, find_leg_swaps, swap_legs
+from pipeline.analysis.tracking import PERSON_ORDER, Linking, link_tracks, torso_centres
 from pipeline.config import AnalysisParams
 from pipeline.pose.skeleton import ANGLE_NAMES
 from pipeline.pose.types import PoseChunk
@@ -120,21 +122,35 @@ class Analysis:
 
 
 class Analyzer:
+    """Per person, in order: left/right leg swaps corrected (in the linked track),
+    outliers, gaps, smoothing, kinematics, events; then the summary."""
+
     def __init__(self, params: AnalysisParams | None = None) -> None:
         self.params = params or AnalysisParams()
+        # What the last ``link`` dropped and joined, for the summary of the track it returned
+        # (held by a weak reference: the linked track is the caller's to drop).
+        self._last_link: tuple[weakref.ref, Linking] | None = None
 
     def __call__(self, track: PoseChunk, meta: TrackMeta) -> Analysis:
         return self.analyze_linked(self.link(track, meta), meta)
 
     def link(self, track: PoseChunk, meta: TrackMeta) -> PoseChunk:
-        """The track with its person slots following people (``link_identities``): a copy.
+        """The track with its person slots following people, ordered (``link_tracks``): a copy.
         A caller that owns ``track`` can drop it before ``analyze_linked``: one copy less at the peak."""
-        order = link_identities(track.image_xyzv, meta.width, meta.height, self.params.max_track_gap_frames, meta.fps)
-        return track.reorder(order)
+        p = self.params
+        linking = link_tracks(
+            track.image_xyzv, meta.width, meta.height, p.max_track_gap_frames, meta.fps, p.min_track_frames
+        )
+        linked = track.reorder(linking.order)
+        self._last_link = (weakref.ref(linked), linking)
+        return linked
 
     def analyze_linked(self, linked: PoseChunk, meta: TrackMeta) -> Analysis:
-        """Analyse a track whose slots ``link`` has already linked."""
+        """Analyse a track whose slots ``link`` has already linked. The summary's ``tracking``
+        block counts what linking dropped when ``linked`` came from this analyzer's last ``link``."""
         p = self.params
+        known = self._last_link is not None and self._last_link[0]() is linked
+        tracking = self._last_link[1].counts() if known else {"person_order": PERSON_ORDER}
         frames, slots = linked.num_frames, linked.num_slots
         out = {
             "landmarks_px": np.full((frames, slots, linked.num_landmarks, 2), np.nan, np.float32),
@@ -155,7 +171,9 @@ class Analyzer:
             if seen.sum() < p.min_track_frames:
                 persons.append(PersonSeries.unanalysed(slot, linked, rows))
                 continue
+            swaps = self._correct_leg_swaps(linked, meta, rows, rate, slot)
             series = self._person(linked, meta, rows, times, rate, slot)
+            series.swaps_corrected = swaps
             persons.append(series)
             out["body_height_px"][slot] = series.body_px
             for name, values in series.arrays.items():
@@ -167,8 +185,21 @@ class Analyzer:
             step = int(np.max(np.diff(rows)))
             out["landmarks_px"] = filters.fill_gaps(out["landmarks_px"], step)[0].astype(np.float32)
         events.sort(key=lambda e: (e["start_frame"], e["person"]))
-        summary = summarize(linked, persons, events, p)
+        summary = summarize(linked, persons, events, p, tracking)
         return Analysis(track=linked, events=tuple(events), summary=summary, **out)
+
+    @staticmethod
+    def _correct_leg_swaps(linked: PoseChunk, meta: TrackMeta, rows: np.ndarray, rate: float, slot: int) -> int:
+        """Swap back the leg labels of ``slot``'s short swapped runs (``swaps``), in place in
+        ``linked`` (the copy ``link`` made), so the outputs show them corrected too. Returns the count."""
+        xy = linked.image_xyzv[rows, slot, :, :2] * np.array([meta.width, meta.height], dtype=np.float32)
+        mask = find_leg_swaps(xy, linked.frame_index[rows], max(1, int(round(MAX_SWAP_S * rate))))
+        picked = rows[mask]
+        for values in (linked.image_xyzv, linked.world_xyz, linked.presence):
+            part = values[picked, slot]
+            swap_legs(np.ones(len(picked), dtype=bool), part)
+            values[picked, slot] = part
+        return int(mask.sum())
 
     def _person(self, track, meta, rows, times, rate, slot) -> PersonSeries:
         p = self.params

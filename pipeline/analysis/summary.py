@@ -41,6 +41,7 @@ class PersonSeries:
     repetitions: list[Repetition] = field(default_factory=list)
     rep_signal: str | None = None
     rep_direction: int = 0
+    swaps_corrected: int = 0
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
@@ -164,6 +165,7 @@ def _quality(person: PersonSeries, times: np.ndarray) -> dict:
         "mean_visibility": round(visibility, 4),
         "outlier_share": round(outlier_share, 4),
         "filled_frames": int(person.filled.sum()),
+        "left_right_swaps_corrected": person.swaps_corrected,
         "tracking_stability": round(stability, 4),
         "score": round(score, 3),
     }
@@ -269,8 +271,11 @@ def frame_ranges(frames: list[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
-def summarize(track: PoseChunk, persons: list[PersonSeries], events: list[dict], params) -> dict:
-    """Per-video and per-person summary (plain dict, JSON-ready)."""
+def summarize(
+    track: PoseChunk, persons: list[PersonSeries], events: list[dict], params, tracking: dict | None = None
+) -> dict:
+    """Per-video and per-person summary (plain dict, JSON-ready). ``tracking``: how the
+    persons were linked and ordered (``Linking.counts``), reported as it is."""
     rows = np.flatnonzero(track.sampled)
     times = track.timestamp_ms[rows] / 1000.0
     detected = track.detected
@@ -291,6 +296,8 @@ def summarize(track: PoseChunk, persons: list[PersonSeries], events: list[dict],
         "frames_with_person": int(detected.any(axis=1).sum()),
         "max_persons_in_frame": int(detected.sum(axis=1).max()) if track.num_frames else 0,
         "persons_found": len(counted),
+        "person_order": (tracking or {}).get("person_order"),
+        "tracking": {k: v for k, v in (tracking or {}).items() if k != "person_order"},
         "sport_type": params.sport_type,
         "highlights": {
             "angles": list(profile.angles),

@@ -1,14 +1,65 @@
 """Person identity across frames: MediaPipe returns the poses of a frame in no
-particular order; this links them into tracks (slot k = the same person)."""
+particular order; this links them into tracks (slot k = the same person).
+
+``link_tracks`` works in four steps, all on torso centres and landmark boxes:
+
+1. frame by frame, detections are assigned to the live tracklets (Hungarian,
+   within a speed gate); two detections of one person in a frame (close torso
+   centres or overlapping boxes) are *duplicates*: the one a tracklet takes is
+   kept, else the more visible one;
+2. *ghosts* are dropped: a tracklet that, in most of its frames, overlaps a
+   detection of a longer tracklet (the landmarker fitted a pose over one or two
+   real people: a giant pose spanning both, a partial pose on one, a copy that
+   drifted off) is not a person; the frames are linked again without it;
+3. tracklets separated by a gap are *joined* when the later one starts where
+   the earlier one could have got to (a gate growing with the gap, bounded):
+   one person keeps one id through a loss;
+4. the persons are *ordered*: id 0 is the main subject (``PERSON_ORDER``).
+
+Memory is O(frames x persons): a few floats per detection and one row of
+slots per frame.
+"""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 # Landmarks that define where a person is: shoulders and hips.
 _TORSO = np.array([11, 12, 23, 24])
+
+# A detection farther from a track than this speed allows (body heights per
+# second, the box height standing in for the body height) is another person.
+MAX_SPEED_BH_S = 10.0
+_UNASSIGNED = 1e9
+
+# Two detections of one frame are one person when their torso centres are
+# closer than this share of the taller box, or their boxes overlap this much (IoU).
+DUPLICATE_DISTANCE_OF_HEIGHT = 0.25
+DUPLICATE_IOU = 0.5
+# A detection overlaps another when either torso centre lies in the other's box,
+# or their intersection covers this share of the smaller box.
+OVERLAP_OF_SMALLER = 0.4
+# A tracklet overlapping a longer tracklet's detections in this share of its frames is a ghost.
+GHOST_SHARE = 2 / 3
+GHOST_PASSES = 3
+# Joining tracklets across a gap: the gate grows at this speed (body heights per
+# second) with the gap, up to this many body heights; gaps up to this many
+# times ``max_gap_frames``.
+JOIN_SPEED_BH_S = 3.0
+JOIN_MAX_BH = 1.5
+JOIN_GAP_FACTOR = 4
+JOIN_MAX_OVERLAP = 2
+# A tracklet unseen for more frames than this is closed (joining bridges longer gaps):
+# a short gap keeps a ghost's tracklet from running on into a real person's.
+TRACKLET_GAP_FRAMES = 5
+# Body height of a tracklet's end: median box height of this many detections.
+_END_SAMPLES = 5
+# Ordering: frame counts within this share are a tie, broken by the mean box height.
+ORDER_TIE_SHARE = 0.1
+PERSON_ORDER = "by frames tracked (within 10 % a tie, broken by the larger mean box height); too short to analyse last"
 
 
 def person_boxes(image_xyzv: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -21,15 +72,19 @@ def person_boxes(image_xyzv: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of boxes ``a [N, 4]`` and ``b [M, 4]`` -> ``[N, M]``."""
+    inter, area_a, area_b = _intersection(a, b)
+    union = area_a + area_b - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def _intersection(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     a = a[:, None, :]
     b = b[None, :, :]
     inter_w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
     inter_h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = inter_w * inter_h
     area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
     area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    union = area_a + area_b - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    return inter_w * inter_h, area_a, area_b
 
 
 def torso_centres(image_xyzv: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -38,68 +93,252 @@ def torso_centres(image_xyzv: np.ndarray, width: int, height: int) -> np.ndarray
     return xy.mean(axis=-2)
 
 
-# A detection farther from a track than this speed allows (body heights per
-# second, the box height standing in for the body height) is another person.
-MAX_SPEED_BH_S = 10.0
-_UNASSIGNED = 1e9
+def _inside(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``[N, M]``: point n lies in box m."""
+    x, y = points[:, None, 0], points[:, None, 1]
+    return (x >= boxes[None, :, 0]) & (x <= boxes[None, :, 2]) & (y >= boxes[None, :, 1]) & (y <= boxes[None, :, 3])
+
+
+def duplicate_pairs(centres: np.ndarray, boxes: np.ndarray) -> list[tuple[int, int]]:
+    """Pairs ``(i, j)``, i < j, of one frame's detections (``[N, 2]``, ``[N, 4]``) that are one person."""
+    n = len(centres)
+    if n < 2:
+        return []
+    heights = boxes[:, 3] - boxes[:, 1]
+    distance = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
+    same = (distance <= DUPLICATE_DISTANCE_OF_HEIGHT * np.maximum(heights[:, None], heights[None])) | (
+        box_iou(boxes, boxes) >= DUPLICATE_IOU
+    )
+    return [(i, j) for i in range(n) for j in range(i + 1, n) if same[i, j]]
+
+
+def overlapping(centres: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """``[N, N]`` bool: detections of one frame that overlap (either torso centre in the
+    other's box, or the intersection covers ``OVERLAP_OF_SMALLER`` of the smaller box)."""
+    inside = _inside(centres, boxes)
+    inter, area_a, area_b = _intersection(boxes, boxes)
+    smaller = np.minimum(area_a, area_b)
+    covered = np.where(smaller > 0, inter / np.where(smaller > 0, smaller, 1), 0.0) >= OVERLAP_OF_SMALLER
+    out = inside | inside.T | covered
+    np.fill_diagonal(out, False)
+    return out
+
+
+@dataclass(frozen=True)
+class Linking:
+    """Result of ``link_tracks``.
+
+    - ``order`` int64 [F, K]: person ``k`` takes the detection in slot
+      ``order[f, k]`` of frame ``f``, or nothing where it is -1;
+    - ``duplicates``: detections dropped as a second detection of a person;
+    - ``ghosts``: detections dropped as ghost poses;
+    - ``joined``: gaps bridged by joining two tracklets of one person.
+    """
+
+    order: np.ndarray
+    duplicates: int = 0
+    ghosts: int = 0
+    joined: int = 0
+
+    def counts(self) -> dict:
+        return {
+            "person_order": PERSON_ORDER,
+            "duplicates_dropped": self.duplicates,
+            "ghosts_dropped": self.ghosts,
+            "tracklets_joined": self.joined,
+        }
+
+
+def _tracklets(centres, boxes, visibility, usable, max_gap_frames, fps, min_gate):
+    """Frame-by-frame assignment. Returns tracklets (lists of (frame, slot)), and the
+    number of duplicates dropped."""
+    from scipy.optimize import linear_sum_assignment  # imported when used: the driver never needs scipy
+
+    tracks: list[list[tuple[int, int]]] = []
+    last: list[np.ndarray] = []
+    last_seen: list[int] = []
+    live: list[int] = []  # tracklets still open
+    duplicates = 0
+    for f in range(centres.shape[0]):
+        present = np.flatnonzero(usable[f])
+        if not present.size:
+            continue
+        live = [t for t in live if f - last_seen[t] <= max_gap_frames]
+        pick_of: dict[int, int] = {}  # detection index -> tracklet
+        cost = np.zeros((0, present.size))
+        if live:
+            elapsed = (f - np.array([last_seen[t] for t in live]))[:, None]
+            box_h = boxes[f, present, 3] - boxes[f, present, 1]
+            gate = np.maximum(MAX_SPEED_BH_S * box_h[None, :] * elapsed / fps, min_gate)
+            distance = np.linalg.norm(
+                np.array([last[t] for t in live])[:, None, :] - centres[f, present][None], axis=-1
+            )
+            cost = np.where(distance <= gate, distance, _UNASSIGNED)
+            for row, pick in zip(*linear_sum_assignment(cost)):
+                if cost[row, pick] < _UNASSIGNED:
+                    pick_of[int(pick)] = int(row)
+        dropped: set[int] = set()
+        for i, j in duplicate_pairs(centres[f, present], boxes[f, present]):
+            if i in dropped or j in dropped:
+                continue
+            if (i in pick_of) != (j in pick_of):  # keep the one that continues a tracklet
+                drop = j if i in pick_of else i
+            elif i in pick_of:  # both continue one: the farther one is not its person
+                drop = j if cost[pick_of[j], j] > cost[pick_of[i], i] else i
+            else:
+                drop = j if visibility[f, present[i]] >= visibility[f, present[j]] else i
+            dropped.add(drop)
+            pick_of.pop(drop, None)
+            duplicates += 1
+        for pick, slot in enumerate(present):
+            if pick in dropped:
+                continue
+            if pick in pick_of:
+                track = live[pick_of[pick]]
+            else:
+                track = len(tracks)
+                tracks.append([])
+                last.append(centres[f, slot])
+                last_seen.append(f)
+            tracks[track].append((f, int(slot)))
+            last[track] = centres[f, slot]
+            last_seen[track] = f
+        live = sorted({t for t in live} | {t for t in range(len(tracks)) if last_seen[t] == f})
+    return tracks, duplicates
+
+
+def _ghost_tracklets(tracks, centres, boxes) -> list[int]:
+    """Tracklets that overlap a longer tracklet's detection in ``GHOST_SHARE`` of their frames."""
+    owner: dict[tuple[int, int], int] = {(f, s): t for t, track in enumerate(tracks) for f, s in track}
+    by_frame: dict[int, list[int]] = {}
+    for f, s in owner:
+        by_frame.setdefault(f, []).append(s)
+    longer_overlap = np.zeros(len(tracks), dtype=np.int64)
+    for f, slots in by_frame.items():
+        if len(slots) < 2:
+            continue
+        slots = sorted(slots)
+        over = overlapping(centres[f, slots], boxes[f, slots])
+        for a, sa in enumerate(slots):
+            ta = owner[(f, sa)]
+            if any(over[a, b] and len(tracks[owner[(f, sb)]]) > len(tracks[ta]) for b, sb in enumerate(slots)):
+                longer_overlap[ta] += 1
+    return [t for t, track in enumerate(tracks) if longer_overlap[t] >= GHOST_SHARE * len(track)]
+
+
+def _join(tracks, centres, boxes, max_join_gap, fps, min_gate) -> tuple[list[list[int]], int, int]:
+    """Chains of tracklets (indices), joined across gaps. A tracklet may start up to
+    ``JOIN_MAX_OVERLAP`` frames before the chain ends (the landmarker held both for a
+    moment): those detections of it are dropped as duplicates. Returns the chains, the
+    number of joins and of detections dropped. Edits ``tracks`` in place."""
+
+    def ends(track, first: bool):
+        picks = track[:_END_SAMPLES] if first else track[-_END_SAMPLES:]
+        f, s = track[0] if first else track[-1]
+        h = float(np.median([boxes[g, t, 3] - boxes[g, t, 1] for g, t in picks]))
+        return f, centres[f, s], h
+
+    chains: list[list[int]] = []
+    chain_end: list[tuple[int, np.ndarray, float]] = []
+    joined = dropped = 0
+    for t in sorted(range(len(tracks)), key=lambda k: (tracks[k][0][0], k)):
+        best, best_score = -1, np.inf
+        for c, (end, end_centre, h_end) in enumerate(chain_end):
+            after = [d for d in tracks[t] if d[0] > end]
+            if not after or len(after) < len(tracks[t]) - JOIN_MAX_OVERLAP:
+                continue
+            start, centre, h_start = ends(after, True)
+            gap = start - end
+            if gap > max_join_gap:
+                continue
+            h = max(h_start, h_end)
+            gate = max(min(JOIN_SPEED_BH_S * h * gap / fps, JOIN_MAX_BH * h), min_gate)
+            score = float(np.linalg.norm(centre - end_centre)) / gate
+            # Between candidates, a body height that changed less counts as much as a closer end.
+            score_h = score + abs(np.log(max(h_start, 1.0) / max(h_end, 1.0)))
+            if score <= 1.0 and score_h < best_score:
+                best, best_score = c, score_h
+        if best >= 0:
+            end = chain_end[best][0]
+            dropped += sum(1 for d in tracks[t] if d[0] <= end)
+            tracks[t] = [d for d in tracks[t] if d[0] > end]
+            chains[best].append(t)
+            chain_end[best] = ends(tracks[t], False)
+            joined += 1
+        else:
+            chains.append([t])
+            chain_end.append(ends(tracks[t], False))
+    return chains, joined, dropped
+
+
+def _person_order(frames: list[int], heights: list[float], min_frames: int) -> list[int]:
+    """Indices in id order (``PERSON_ORDER``): repeatedly the person with the most frames,
+    a tie within ``ORDER_TIE_SHARE`` going to the taller one; too short ones last."""
+    rest = list(range(len(frames)))
+    out = []
+    while rest:
+        pool = [k for k in rest if frames[k] >= min_frames] or rest
+        top = max(frames[k] for k in pool)
+        tied = [k for k in pool if frames[k] >= (1 - ORDER_TIE_SHARE) * top]
+        pick = max(tied, key=lambda k: (heights[k], frames[k], -k))
+        out.append(pick)
+        rest.remove(pick)
+    return out
+
+
+def link_tracks(
+    image_xyzv: np.ndarray,
+    width: int,
+    height: int,
+    max_gap_frames: int = 30,
+    fps: float = 30.0,
+    min_track_frames: int = 1,
+) -> Linking:
+    """Tracks of people across frames (the module's four steps).
+
+    ``image_xyzv`` is ``[F, P, L, 4]``. Each frame's detections are assigned to
+    the open tracklets' last torso centres by minimum total distance, within a
+    gate of ``MAX_SPEED_BH_S`` body heights per second; a tracklet unseen for
+    more than ``max_gap_frames`` frames is closed. Persons with fewer than
+    ``min_track_frames`` detections are ordered last.
+    """
+    frames = image_xyzv.shape[0]
+    centres = torso_centres(image_xyzv, width, height)
+    boxes = person_boxes(image_xyzv, width, height)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        visibility = np.nanmean(image_xyzv[..., 3], axis=-1)
+    usable = ~np.isnan(centres[..., 0]) & ~np.isnan(boxes[..., 0])
+    min_gate = 0.02 * float(np.hypot(width, height))
+    gap = min(max_gap_frames, TRACKLET_GAP_FRAMES)
+    tracks, duplicates = _tracklets(centres, boxes, visibility, usable, gap, fps, min_gate)
+    ghost_count = 0
+    for _ in range(GHOST_PASSES):  # without the ghosts, the rest may link differently: look again
+        ghosts = _ghost_tracklets(tracks, centres, boxes)
+        if not ghosts:
+            break
+        for t in ghosts:
+            ghost_count += len(tracks[t])
+            for f, s in tracks[t]:
+                usable[f, s] = False
+        tracks, duplicates = _tracklets(centres, boxes, visibility, usable, gap, fps, min_gate)
+    chains, joined, overlaps = _join(tracks, centres, boxes, JOIN_GAP_FACTOR * max_gap_frames, fps, min_gate)
+    duplicates += overlaps
+    counts = [sum(len(tracks[t]) for t in chain) for chain in chains]
+    heights = [
+        float(np.mean([boxes[f, s, 3] - boxes[f, s, 1] for t in chain for f, s in tracks[t]])) for chain in chains
+    ]
+    order = np.full((frames, max(image_xyzv.shape[1], len(chains))), -1, dtype=np.int64)
+    for k, c in enumerate(_person_order(counts, heights, min_track_frames)):
+        for t in chains[c]:
+            for f, s in tracks[t]:
+                order[f, k] = s
+    return Linking(order, duplicates, ghost_count, joined)
 
 
 def link_identities(
     image_xyzv: np.ndarray, width: int, height: int, max_gap_frames: int = 30, fps: float = 30.0
 ) -> np.ndarray:
-    """Tracks of people across frames: slot ``k`` of the result follows one person.
-
-    ``image_xyzv`` is ``[F, P, L, 4]``. Returns ``order [F, K]`` (K >= P):
-    track ``k`` takes the detection in slot ``order[f, k]`` of frame ``f``, or
-    nothing where it is -1. Each frame's detections are assigned to the live
-    tracks' last torso centres by minimum total distance (Hungarian), within a
-    gate of ``MAX_SPEED_BH_S`` body heights per second; a detection outside
-    every gate (the landmarker switched to someone else) starts a new track.
-    A track unseen for more than ``max_gap_frames`` frames is closed and its
-    slot may be given to a new person.
-    """
-    from scipy.optimize import linear_sum_assignment  # imported when used: the driver never needs scipy
-
-    frames, slots = image_xyzv.shape[:2]
-    centres = torso_centres(image_xyzv, width, height)
-    boxes = person_boxes(image_xyzv, width, height)
-    min_gate = 0.02 * float(np.hypot(width, height))
-    last: list[np.ndarray] = []
-    last_seen: list[int] = []
-    rows: list[list[int]] = []  # per frame, per track: detection slot or -1
-    for f in range(frames):
-        present = np.where(~np.isnan(centres[f, :, 0]))[0]
-        row = [-1] * len(last)
-        if present.size:
-            assigned = set()
-            if last:
-                elapsed = (f - np.array(last_seen))[:, None]
-                box_h = boxes[f, present, 3] - boxes[f, present, 1]
-                gate = np.maximum(MAX_SPEED_BH_S * box_h[None, :] * elapsed / fps, min_gate)
-                distance = np.linalg.norm(np.array(last)[:, None, :] - centres[f, present][None, :, :], axis=-1)
-                ok = (elapsed <= max_gap_frames) & (distance <= gate)
-                cost = np.where(ok, distance, _UNASSIGNED)
-                for track, pick in zip(*linear_sum_assignment(cost)):
-                    if cost[track, pick] < _UNASSIGNED:
-                        row[track] = int(present[pick])
-                        assigned.add(int(pick))
-            for pick in (p for p in range(present.size) if p not in assigned):
-                free = [t for t in range(len(last)) if row[t] < 0 and f - last_seen[t] > max_gap_frames]
-                if free:
-                    track = free[0]
-                else:
-                    track = len(last)
-                    last.append(centres[f, present[pick]])
-                    last_seen.append(f)
-                    row.append(-1)
-                row[track] = int(present[pick])
-            for track, slot in enumerate(row):
-                if slot >= 0:
-                    last[track] = centres[f, slot]
-                    last_seen[track] = f
-        rows.append(row)
-    width_k = max(slots, len(last))
-    order = np.full((frames, width_k), -1, dtype=np.int64)
-    for f, row in enumerate(rows):
-        order[f, : len(row)] = row
-    return order
+    """``link_tracks(...).order``: ``[F, K]`` (K >= P), track ``k`` takes the detection
+    in slot ``order[f, k]`` of frame ``f``, or nothing where it is -1."""
+    return link_tracks(image_xyzv, width, height, max_gap_frames, fps).order

@@ -241,6 +241,7 @@ def write_report(path: str, video: str, info: VideoInfo, analysis: Analysis | An
         f"model: {html.escape(str(settings.get('pose_model')))}; overall quality score: {summary['quality_score']}</p>",
         "<h2>Summary</h2>",
         person_table,
+        f"<p>Persons are numbered {html.escape(summary['person_order'])}.</p>" if summary.get("person_order") else "",
         f'<ul class="flags">{flags}</ul>' if flags else "",
         "<h2>Events</h2>",
         events_table,

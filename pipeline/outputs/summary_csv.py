@@ -24,7 +24,8 @@ SUMMARY_LOCK = "summary.flock"  # in the work folder; a video's lock is <name>.l
 LOCK_TIMEOUT_S = 60.0  # another run holds the folder lock only while it reads manifests and writes the file
 
 COLUMNS = (
-    "video", "name", "status", "error", "sport_type", "frames", "fps", "person", "frames_detected", "coverage",
+    "video", "name", "status", "error", "sport_type", "frames", "fps", "person", "person_order", "frames_detected",
+    "coverage",
     "quality_score", "mean_visibility", "jumps", "best_jump_height_m", "mean_flight_time_s", "drops", "contacts",
     "mean_contact_time_s", "min_contact_time_s", "repetitions", "repetition_signal", "mean_repetition_period_s",
     "peak_com_speed_bh_s", "flags", "pose_json", "annotated_video", "report",
@@ -78,6 +79,7 @@ def summary_rows(states: Iterable[VideoState]) -> list[dict]:
         }
         summary = result.get("summary") or {}
         base["sport_type"] = summary.get("sport_type", "")
+        base["person_order"] = summary.get("person_order") or ""
         video_flags = "; ".join(_flag(f) for f in summary.get("flags") or [] if f.get("person") is None)
         base["flags"] = video_flags
         persons = summary.get("persons") or []
