@@ -501,7 +501,10 @@ def section_persons(suite: Suite) -> dict:
             poses: pipeline_run(suite, f"persons.{name}.{poses}", ["--video", rel(path)], [*flags, "--num_poses", poses], frames)
             for poses in ("1", "auto")
         }  # fmt: skip
-        row = {"runs": runs, "fps_auto_vs_1": ratio(ok_value(runs["auto"], "fps_whole"), ok_value(runs["1"], "fps_whole"))}
+        row = {
+            "runs": runs,
+            "fps_auto_vs_1": ratio(ok_value(runs["auto"], "fps_whole"), ok_value(runs["1"], "fps_whole")),
+        }
         for poses, record in runs.items():
             video = (record.get("videos") or [{}])[0]
             handover = video.get("handover") or {}

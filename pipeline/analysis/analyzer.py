@@ -14,7 +14,6 @@ series are laid back onto every frame of the video (NaN where not analysed).
 from __future__ import annotations
 
 import warnings
-import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +25,7 @@ from pipeline.analysis.kinematics import joint_angles
 from pipeline.analysis.sports import REPETITION_SIGNALS, SPORT_PROFILES
 from pipeline.analysis.summary import PersonSeries, summarize
 from pipeline.analysis.swaps import MAX_SWAP_S, find_leg_swaps, swap_legs
-from pipeline.analysis.tracking import PERSON_ORDER, Linking, link_tracks, torso_centres
+from pipeline.analysis.tracking import PERSON_ORDER, link_tracks, torso_centres
 from pipeline.config import AnalysisParams
 from pipeline.pose.skeleton import ANGLE_NAMES
 from pipeline.pose.types import PoseChunk
@@ -127,30 +126,28 @@ class Analyzer:
 
     def __init__(self, params: AnalysisParams | None = None) -> None:
         self.params = params or AnalysisParams()
-        # What the last ``link`` dropped and joined, for the summary of the track it returned
-        # (held by a weak reference: the linked track is the caller's to drop).
-        self._last_link: tuple[weakref.ref, Linking] | None = None
 
     def __call__(self, track: PoseChunk, meta: TrackMeta) -> Analysis:
-        return self.analyze_linked(self.link(track, meta), meta)
+        linked, tracking = self.link_counted(track, meta)
+        return self.analyze_linked(linked, meta, tracking)
 
     def link(self, track: PoseChunk, meta: TrackMeta) -> PoseChunk:
-        """The track with its person slots following people, ordered (``link_tracks``): a copy.
+        """The track with its person slots following people, ordered (``link_tracks``): a copy."""
+        return self.link_counted(track, meta)[0]
+
+    def link_counted(self, track: PoseChunk, meta: TrackMeta) -> tuple[PoseChunk, dict]:
+        """``link``, and what linking dropped and joined (the summary's ``tracking`` block).
         A caller that owns ``track`` can drop it before ``analyze_linked``: one copy less at the peak."""
         p = self.params
         linking = link_tracks(
             track.image_xyzv, meta.width, meta.height, p.max_track_gap_frames, meta.fps, p.min_track_frames
         )
-        linked = track.reorder(linking.order)
-        self._last_link = (weakref.ref(linked), linking)
-        return linked
+        return track.reorder(linking.order), linking.counts()
 
-    def analyze_linked(self, linked: PoseChunk, meta: TrackMeta) -> Analysis:
-        """Analyse a track whose slots ``link`` has already linked. The summary's ``tracking``
-        block counts what linking dropped when ``linked`` came from this analyzer's last ``link``."""
+    def analyze_linked(self, linked: PoseChunk, meta: TrackMeta, tracking: dict | None = None) -> Analysis:
+        """Analyse a track whose slots ``link_counted`` has already linked (``tracking``: its counts)."""
         p = self.params
-        known = self._last_link is not None and self._last_link[0]() is linked
-        tracking = self._last_link[1].counts() if known else {"person_order": PERSON_ORDER}
+        tracking = tracking if tracking is not None else {"person_order": PERSON_ORDER}
         frames, slots = linked.num_frames, linked.num_slots
         out = {
             "landmarks_px": np.full((frames, slots, linked.num_landmarks, 2), np.nan, np.float32),

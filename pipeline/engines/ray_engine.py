@@ -62,9 +62,9 @@ class AnalyzerActor:
         """Read the chunks from disk, analyse them, store the result in ``folder``;
         only the summary travels back."""
         track, stitching = load_stitched(records)
-        linked = self._analyzer.link(track, meta)
+        linked, tracking = self._analyzer.link_counted(track, meta)
         del track  # only the linked copy is needed from here on
-        analysis = self._analyzer.analyze_linked(linked, meta)
+        analysis = self._analyzer.analyze_linked(linked, meta, tracking)
         del linked
         analysis = replace(analysis, summary=with_stitching(analysis.summary, stitching))
         save_analysis(folder, analysis)

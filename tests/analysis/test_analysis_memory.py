@@ -50,7 +50,8 @@ def test_linking_then_analysing_is_the_whole_analysis(long_track):
     track, meta = long_track
     analyzer = Analyzer(AnalysisParams())
     whole = analyzer(track, meta)
-    split = analyzer.analyze_linked(analyzer.link(track, meta), meta)
+    linked, tracking = analyzer.link_counted(track, meta)
+    split = analyzer.analyze_linked(linked, meta, tracking)
     assert whole.summary == split.summary and whole.events == split.events
     np.testing.assert_array_equal(whole.landmarks_px, split.landmarks_px)
     np.testing.assert_array_equal(whole.angles, split.angles)
