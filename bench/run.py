@@ -633,6 +633,7 @@ SECTION_RUNNERS: dict[str, Callable[[Suite], dict]] = {
     "pipeline": section_pipeline,
     "long": section_long,
     "batch": section_batch,
+    "persons": section_persons,
     "peer": section_peer,
 }
 
@@ -897,11 +898,39 @@ def peer_tables(section: dict) -> list[str]:
     ]
 
 
+def persons_tables(section: dict) -> list[str]:
+    rows = []
+    for name, clip in section.items():
+        for poses in ("1", "auto"):
+            run, facts = clip["runs"][poses], clip[poses]
+            rows.append(
+                [
+                    name,
+                    poses,
+                    *run_row(poses, run)[2:],
+                    fmt(facts["persons"]),
+                    fmt(facts["chunks"]),
+                    fmt(facts["overlap_frames"]),
+                    fmt(facts["overlap_work_share"], 3),
+                    fmt(clip["fps_auto_vs_1"], 3) if poses == "auto" else "",
+                ]
+            )
+    header = ["clip", "num_poses", "exit", "wall s", "frames/s", "peak RSS MiB", "persons", "chunks",
+              "tail frames", "tail work / frames", "frames/s auto / 1"]  # fmt: skip
+    return [
+        "`--quality fast --no_video`; tail work: each tail frame tracked by the chunk's landmarker and the next "
+        "chunk's shadow, over the clip's frames.",
+        "",
+        *table(header, rows),
+    ]
+
+
 SECTION_TABLES: dict[str, Callable[[dict], list[str]]] = {
     "ceiling": ceiling_table,
     "pipeline": pipeline_tables,
     "long": long_tables,
     "batch": batch_tables,
+    "persons": persons_tables,
     "peer": peer_tables,
 }
 
@@ -915,7 +944,14 @@ def results_body(results: dict) -> str:
         "",
         *table(["measure", "value", "target", "pass", "command"], summary_rows(results)),
     ]
-    titles = {"ceiling": "Ceiling", "pipeline": "Pipeline runs", "long": "Long runs", "batch": "Batch", "peer": "Peer"}
+    titles = {
+        "ceiling": "Ceiling",
+        "pipeline": "Pipeline runs",
+        "long": "Long runs",
+        "batch": "Batch",
+        "persons": "Several people",
+        "peer": "Peer",
+    }
     for name in results["sections"]:
         section = results["data"].get(name, {})
         lines += ["", f"### {titles[name]}", ""]

@@ -9,7 +9,7 @@ from pipeline import storage
 from pipeline.config import PipelineConfig
 from pipeline.errors import OutputError
 from pipeline.memory import MiB
-from pipeline.pose.handover import HANDOVER_FRAMES, HANDOVER_TOLERANCE
+from pipeline.pose.handover import HANDOVER_FRAMES, HANDOVER_SCORE_TOLERANCE, HANDOVER_TOLERANCE
 from pipeline.video.plan import ChunkSpec, auto_batch_size, plan_chunks
 from pipeline.video.probe import VideoInfo
 
@@ -48,7 +48,7 @@ def plan_video(
         "estimator": settings,
         "sample_fps": config.sample_fps,
         "chunks": [[s.warmup_start, s.start, s.end, s.tail_limit] for s in specs],
-        "handover": {"frames": HANDOVER_FRAMES, "tolerance": HANDOVER_TOLERANCE},
+        "handover": {"frames": HANDOVER_FRAMES, "tolerance": HANDOVER_TOLERANCE, "scores": HANDOVER_SCORE_TOLERANCE},
     }
     output_key = {"settings": config.output_key(specs[0].frame_count), "model_sha256": model_sha256, "name": name}
     return VideoPlan(info, specs, extract_key, output_key)

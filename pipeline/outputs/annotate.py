@@ -57,7 +57,9 @@ def banner(events, frame: int, fps: float) -> str | None:
             others.append((1, f"REP {e['index']}"))
         elif kind == "contact" and e["start_frame"] <= frame < e["end_frame"]:
             others.append((2, f"CONTACT {e['contact_time_s']:.2f} s"))
-    texts = [state[1] for _, state in sorted(states.items())] + [text for _, text in sorted(others)]
+    several = len({e["person"] for e in events}) > 1  # then each flight state says whose it is
+    texts = [f"#{person} {state[1]}" if several else state[1] for person, state in sorted(states.items())]
+    texts += [text for _, text in sorted(others)]
     return "  |  ".join(dict.fromkeys(texts)) if texts else None
 
 
@@ -83,6 +85,7 @@ class Annotator:
             colour = PALETTE[slot % len(PALETTE)]
             self._skeleton(out, points, colour, thickness)
             self._angle_labels(out, points, view.angles[row, slot], scale, thickness)
+            self._person_id(out, points, slot, colour, scale, thickness)
             com = view.com_px[row, slot]
             if np.isfinite(com).all():
                 cv2.drawMarker(out, _pt(com), (255, 255, 255), cv2.MARKER_CROSS, int(18 * scale), thickness)
@@ -106,6 +109,14 @@ class Annotator:
         for p in points:
             if np.isfinite(p).all():
                 cv2.circle(out, _pt(p), thickness + 1, (255, 255, 255), -1, cv2.LINE_AA)
+
+    @staticmethod
+    def _person_id(out: np.ndarray, points: np.ndarray, slot: int, colour, scale: float, thickness: int) -> None:
+        """The person's id (``#0`` is the main subject) on the person's colour, above the highest landmark."""
+        seen = points[np.isfinite(points).all(axis=1)]
+        top = seen[np.argmin(seen[:, 1])]
+        origin = (int(top[0] - 12 * scale), max(int(24 * scale), int(top[1] - 16 * scale)))
+        _label(out, f"#{slot}", origin, 0.7 * scale, thickness, (0, 0, 0), colour)
 
     def _angle_labels(self, out: np.ndarray, points: np.ndarray, angles: np.ndarray, scale: float, thickness: int):
         """Each label sits on the outer side of its joint (away from the body's midline)."""
