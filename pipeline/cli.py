@@ -107,8 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
               "aiming at 100 to 1800 frames; a long video gets a multiple of the workers, "
               "a short one a single chunk)")  # fmt: skip
     _add(parser, "warmup_frames", type=int, default=None, metavar="N",
-         help="frames tracked before each chunk and not kept (default: 0; the previous chunk "
-              "tracks past its end until this chunk has caught up)")  # fmt: skip
+         help="frames tracked before each chunk and not kept (default: from --quality, 0 in every preset: "
+              "the previous chunk tracks past its end until this chunk has caught up)")  # fmt: skip
     _add(parser, "sample_fps", type=_number(0), default=None, metavar="FPS",
          help="analyse this many frames per second instead of every frame")  # fmt: skip
     _add(parser, "memory_limit", type=_number(*MEMORY_LIMIT_RANGE, "a fraction of system RAM"), default=0.4, metavar="FRACTION",

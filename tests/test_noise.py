@@ -35,7 +35,7 @@ from pipeline.video.probe import probe_video
 
 model = resolve_model("lite")
 settings = MediaPipeSettings(model.path, model.sha256, num_poses=2)
-spec = plan_chunks(probe_video(sys.argv[1]), 30, 0, None)[0]
+spec = plan_chunks(probe_video(sys.argv[1]), 30, 0, None, handover_s=0)[0]
 print("before", file=sys.stderr, flush=True)
 os.write(2, b"E0000 00:00:1.5 7 some_calculator.cc:1] an error line passes\\n")
 chunk = track_chunk(spec, settings)

@@ -117,7 +117,8 @@ def test_every_person_is_tracked_through_the_chunk_boundaries(
 ):
     """Two people: the chunks, stitched, have every person-frame of one plain landmarker over
     the whole clip (the issue's strict measure, 99 % within 1 % of the diagonal), and so has
-    the pose JSON against the same loop's track linked by the same analysis."""
+    the pose JSON against the same loop's track through the same analysis (linked, leg
+    swaps corrected), with every id the same person as in the loop's."""
     video = two_person_clips[clip]
     config = PipelineConfig(
         quality="fast", workers=workers, batch_size=batch_size, num_poses=num_poses,
@@ -140,6 +141,26 @@ def test_every_person_is_tracked_through_the_chunk_boundaries(
     header, track = read_pose_json(result.outputs["pose_json"])
     assert header["summary"]["chunks"] == report
     meta = TrackMeta(info.width, info.height, fps)
-    linked = Analyzer(config.resolved_analysis).link(loop, meta)
+    linked = Analyzer(config.resolved_analysis)(loop, meta).track  # linked, leg swaps corrected
     comparison = _strict(linked, track, info.width, info.height, f"{clip} pose JSON")
     assert comparison.share_within(0.01) >= 0.99
+    # ids continue across the chunk boundaries: each of our ids is one of the loop's, on every frame
+    pairs = _id_pairs(linked, track, info.width, info.height)
+    assert len(pairs) >= 2
+    assert len({ours for ours, _ in pairs}) == len(pairs) == len({theirs for _, theirs in pairs}), pairs
+
+
+def _id_pairs(a: PoseChunk, b: PoseChunk, width: int, height: int) -> set[tuple[int, int]]:
+    """(id in ``b``, id in ``a``) of the persons found within 1 % of the diagonal of each other, over all frames."""
+    from scipy.optimize import linear_sum_assignment
+
+    scale = np.array([width, height])
+    limit = 0.01 * np.hypot(width, height)
+    pairs = set()
+    for f in range(a.num_frames):
+        ia, ib = np.flatnonzero(a.detected[f]), np.flatnonzero(b.detected[f])
+        if ia.size and ib.size:
+            xy_a, xy_b = a.image_xyzv[f, ia, :, :2] * scale, b.image_xyzv[f, ib, :, :2] * scale
+            cost = np.nanmean(np.linalg.norm(xy_a[:, None] - xy_b[None], axis=-1), axis=-1)
+            pairs |= {(int(ib[c]), int(ia[r])) for r, c in zip(*linear_sum_assignment(cost)) if cost[r, c] < limit}
+    return pairs
