@@ -203,6 +203,16 @@ def _flags(quality: dict, person_events: list[dict]) -> list[dict]:
     return flags
 
 
+# A person seen for less than this (seconds of analysed frames) is reported but not counted:
+# a fragment of a pose the model dropped at once (4 frames of a ghost on the sample).
+MIN_COUNTED_S = 0.5
+
+
+def _rate(times: np.ndarray) -> float:
+    """Analysed frames per second."""
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+
+
 def _person_summary(
     person: PersonSeries, track: PoseChunk, events: list[dict], times: np.ndarray, analysed: int, min_frames: int
 ) -> dict:
@@ -213,7 +223,7 @@ def _person_summary(
         "coverage": round(frames.size / max(1, analysed), 4),
         "first_frame": int(track.frame_index[frames[0]]),
         "last_frame": int(track.frame_index[frames[-1]]),
-        "counted": bool(frames.size >= min_frames),
+        "counted": bool(frames.size >= min_frames and frames.size >= MIN_COUNTED_S * _rate(times)),
     }
     if not person.analysed:
         return base | {"analysed": False}
