@@ -93,7 +93,7 @@ def _strict(reference: PoseChunk, ours: PoseChunk, width: int, height: int, what
     print(
         f"{what}: loop {comparison.detections_a} person-frames, ours {comparison.detections_b}; {share:.4f} within 1%"
     )
-    assert comparison.detections_a > 250
+    assert comparison.detections_a > 200  # the loop found people on most frames
     assert share >= 0.99, f"{what}: {share:.4f} of the loop's person-frames have one of ours within 1%"
     assert found >= 0.99, (
         f"{what}: {comparison.detections_b} person-frames against the loop's {comparison.detections_a}"
