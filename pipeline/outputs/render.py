@@ -18,11 +18,11 @@ from pipeline.analysis.sports import SPORT_PROFILES
 from pipeline.analysis.store import AnalysisStore
 from pipeline.config import PipelineConfig
 from pipeline.errors import OutputError, VideoError
-from pipeline.outputs.annotate import Annotator
+from pipeline.outputs.annotate import Annotator, BgrCanvas, YuvCanvas
 from pipeline.outputs.registry import DiskNeed, OutputPlan, OutputTask, OutputWriter, VideoOutputs
 from pipeline.storage import local_path
 from pipeline.video.probe import VideoInfo
-from pipeline.video.reader import iter_frames
+from pipeline.video.reader import iter_frames, picture_format
 from pipeline.video.writer import SegmentWriter, join_segments
 
 
@@ -38,6 +38,7 @@ class RenderSpec:
     width: int
     height: int
     fps: float
+    threads: int = 0  # the encoder's threads (0: ffmpeg's default)
 
 
 def segment_folder(output: Path, name: str) -> Path:
@@ -61,21 +62,43 @@ def plan_segments(
 
 def render_segment(spec: RenderSpec, view: Analysis, annotator: Annotator) -> int:
     """Decode, draw and encode frames ``[spec.start, spec.stop)``; ``view`` holds
-    exactly those frames. Returns the number of frames written."""
+    exactly those frames. Returns the number of frames written.
+
+    A frame of even size is drawn on its own 4:2:0 planes and encoded from them:
+    decoded once, never converted to BGR and back, the source's colour tags kept.
+    An odd-sized frame (which 4:2:0 cannot hold exactly) goes through BGR and is
+    padded by the writer."""
     if view.track.num_frames != spec.stop - spec.start:
         raise ValueError(f"view: expected {spec.stop - spec.start} frames, got {view.track.num_frames}")
+    picture = picture_format(spec.video)
+    planar = spec.width % 2 == 0 and spec.height % 2 == 0
+    if planar:
+        pixel_format, codec_format = "i420", picture.i420_format
+        colour = {"color_range": "pc" if picture.full_range else "tv"}
+        tags = {"colorspace": picture.colorspace, "color_primaries": picture.primaries, "color_trc": picture.transfer}
+        colour |= {key: value for key, value in tags.items() if value}
+    else:
+        pixel_format, codec_format, colour = "bgr24", "bgr24", None
     written = 0
-    with SegmentWriter(Path(spec.segment_path), spec.width, spec.height, spec.fps) as writer:
+    writer = SegmentWriter(
+        Path(spec.segment_path), spec.width, spec.height, spec.fps,
+        threads=spec.threads, pixel_format=codec_format, colour=colour,
+    )  # fmt: skip
+    with writer:
         undecodable: list[int] = []
-        for row, (index, frame) in enumerate(iter_frames(spec.video, spec.start, spec.stop, missing=undecodable)):
+        frames = iter_frames(spec.video, spec.start, spec.stop, pixel_format=pixel_format, missing=undecodable)
+        for row, (index, frame) in enumerate(frames):
             if frame is None:  # its data could not be decoded: a black frame keeps the video's timing
-                frame = np.zeros((spec.height, spec.width, 3), np.uint8)
-            if frame.shape[1] != spec.width or frame.shape[0] != spec.height:
-                raise VideoError(
-                    spec.video,
-                    f"frame {index} is {frame.shape[1]}x{frame.shape[0]}, expected {spec.width}x{spec.height}",
+                frame = (
+                    _black(writer.frame_shape, picture.full_range) if planar else np.zeros(writer.frame_shape, np.uint8)
                 )
-            writer.write(annotator.annotate(frame, view, row))
+            if frame.shape != writer.frame_shape:
+                raise VideoError(spec.video, f"frame {index} is not {spec.width}x{spec.height} like the first")
+            if planar:
+                annotator.draw(YuvCanvas(frame, picture.matrix, picture.full_range), view, row)
+            else:
+                annotator.draw(BgrCanvas(frame), view, row)
+            writer.write(frame)
             written += 1
     if written != spec.stop - spec.start:
         Path(spec.segment_path).unlink(missing_ok=True)
@@ -83,6 +106,13 @@ def render_segment(spec: RenderSpec, view: Analysis, annotator: Annotator) -> in
             spec.video, f"decoding stopped at frame {spec.start + written} while rendering (expected {spec.stop})"
         )
     return written
+
+
+def _black(shape: tuple[int, ...], full_range: bool) -> np.ndarray:
+    """A black I420 frame."""
+    frame = np.full(shape, 128, np.uint8)
+    frame[: shape[0] * 2 // 3] = 0 if full_range else 16
+    return frame
 
 
 def join_rendered(specs: list[RenderSpec], out_path: str, written: list[int]) -> str:

@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,11 +44,93 @@ def _rotation(frame) -> int:
 
 def _picture(frame, pixel_format: str) -> np.ndarray:
     """The frame as a player shows it: ``pixel_format`` pixels, the rotation applied, C-contiguous."""
+    if pixel_format == "i420":
+        return _planes(frame)
     image = frame.to_ndarray(format=pixel_format)  # rows may be padded for alignment
     turn = _rotation(frame)
     if turn:
         image = np.rot90(image, k=-turn // 90)
     return np.ascontiguousarray(image)
+
+
+# 8-bit 4:2:0 formats whose planes are taken as they are (no conversion).
+PLANAR_420 = ("yuv420p", "yuvj420p")
+
+
+def _planes(frame) -> np.ndarray:
+    """The frame's 8-bit 4:2:0 planes in I420 layout (``height * 3 / 2`` rows), rotation applied.
+    A frame of another pixel format is converted to ``yuv420p`` first."""
+    own = frame.format.name in PLANAR_420
+    image = frame.to_ndarray() if own else frame.to_ndarray(format="yuv420p")
+    turn = _rotation(frame)
+    if not turn:
+        return image
+    height, width = frame.height, frame.width
+    flat = image.reshape(-1)
+    quarter = height * width // 4
+    planes = (
+        image[:height],
+        flat[height * width : height * width + quarter].reshape(height // 2, width // 2),
+        flat[height * width + quarter :].reshape(height // 2, width // 2),
+    )
+    turned = [np.rot90(plane, k=-turn // 90).reshape(-1) for plane in planes]
+    return np.concatenate(turned).reshape(height * 3 // 2 if turn == 180 else width * 3 // 2, -1)
+
+
+@dataclass(frozen=True)
+class PictureFormat:
+    """How a video's pictures are stored: what a writer needs to draw on them and encode
+    them without converting them (``pipeline.outputs.annotate.YuvCanvas``)."""
+
+    pixel_format: str  # of the decoded frames, e.g. yuv420p, yuvj420p, yuv422p10le
+    matrix: str  # YCbCr matrix: bt601, bt709 or bt2020
+    full_range: bool  # JPEG (0-255) rather than video (16-235) levels
+    colorspace: str | None  # the stream's colour tags, FFmpeg's names (None: unspecified)
+    primaries: str | None
+    transfer: str | None
+
+    @property
+    def planar_420(self) -> bool:
+        return self.pixel_format in PLANAR_420
+
+    @property
+    def i420_format(self) -> str:
+        """The raw format the I420 arrays of ``iter_frames(..., "i420")`` are in."""
+        return self.pixel_format if self.planar_420 else "yuv420p"
+
+
+# FFmpeg's AVColorSpace / AVColorPrimaries / AVColorTransferCharacteristic numbers a writer can pass on by name.
+_COLORSPACES = {1: "bt709", 5: "bt470bg", 6: "smpte170m", 9: "bt2020nc"}
+_PRIMARIES = {1: "bt709", 5: "bt470bg", 6: "smpte170m", 9: "bt2020"}
+_TRANSFERS = {1: "bt709", 6: "smpte170m", 13: "iec61966-2-1", 16: "smpte2084", 18: "arib-std-b67"}
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_format(path: str, size: int, mtime_ns: int) -> PictureFormat:
+    import av
+
+    try:
+        with av.open(path) as container:
+            frame = next(container.decode(video=0))
+    except (av.FFmpegError, StopIteration) as exc:
+        raise VideoError(path, "no decodable video frame") from exc
+    colorspace = _COLORSPACES.get(int(frame.colorspace or 0))
+    matrix = {"bt709": "bt709", "bt2020nc": "bt2020"}.get(colorspace or "", "bt601")
+    full = frame.format.name == "yuvj420p" or int(frame.color_range or 0) == 2
+    return PictureFormat(
+        pixel_format=frame.format.name,
+        matrix=matrix,
+        full_range=full,
+        colorspace=colorspace,
+        primaries=_PRIMARIES.get(int(frame.color_primaries or 0)),
+        transfer=_TRANSFERS.get(int(frame.color_trc or 0)),
+    )
+
+
+def picture_format(path: str | os.PathLike) -> PictureFormat:
+    """``path``'s picture format, from its first frame (once per process for each version of the file)."""
+    stat = os.stat(path)
+    return _cached_format(os.fspath(path), stat.st_size, stat.st_mtime_ns)
 
 
 def iter_frames(
@@ -64,14 +147,17 @@ def iter_frames(
     ``pixel_format`` (``bgr24``, OpenCV's layout, or ``rgb24``, the pose model's)
     with the rotation metadata applied.
 
+    ``i420``, the frame's own 8-bit 4:2:0 planes as one ``(height * 3 / 2, width)``
+    array (even sizes only; see :func:`picture_format`).
+
     ``frame`` is None for a frame that ``want(index)`` declines (it is decoded
     but not converted, which is cheaper) and for a frame whose data could not be
     decoded. Undecodable frames are appended to ``missing``; when ``missing`` is
     None, the first one raises VideoError instead. With ``times_ms`` given, each
     frame's presentation time (from the stream's start) is appended to it.
     """
-    if pixel_format not in ("bgr24", "rgb24"):
-        raise ValueError(f"pixel_format: expected bgr24 or rgb24, got {pixel_format!r}")
+    if pixel_format not in ("bgr24", "rgb24", "i420"):
+        raise ValueError(f"pixel_format: expected bgr24, rgb24 or i420, got {pixel_format!r}")
     table = frame_table(path)
     stop = len(table) if end is None else min(end, len(table))
     if start >= stop:

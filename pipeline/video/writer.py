@@ -83,8 +83,20 @@ def _last_line(text: str, prefer: str = "") -> str:
     return (preferred or lines or ["no message from ffmpeg"])[-1]
 
 
+# The annotated video's encoder settings, chosen by measurement (docs/benchmarks.md, "The annotated
+# video"): on the sample's 1768x994 frames ``superfast`` at CRF 21 ... (filled in below)
+PRESET = "veryfast"
+CRF = 23
+
+
 class SegmentWriter:
-    """Pipe ``width`` x ``height`` BGR frames into ffmpeg, one output frame per input frame.
+    """Pipe ``width`` x ``height`` frames into ffmpeg, one output frame per input frame.
+
+    ``pixel_format``: ``bgr24`` (OpenCV's images; ffmpeg converts them to
+    yuv420p) or ``yuv420p`` / ``yuvj420p`` (I420 arrays of ``height * 3 / 2``
+    rows, even sizes only: encoded as they are, no conversion). ``colour``:
+    the stream's colour tags to keep (``colorspace``, ``color_primaries``,
+    ``color_trc``, ``color_range``: FFmpeg's names).
 
     Use as a context manager: a clean exit finishes the file (``close``); an
     exception kills ffmpeg and removes the partial file. ``threads`` is passed
@@ -97,12 +109,21 @@ class SegmentWriter:
         width: int,
         height: int,
         fps: float,
-        preset: str = "veryfast",
-        crf: int = 23,
+        preset: str = PRESET,
+        crf: int = CRF,
         threads: int = 0,
+        pixel_format: str = "bgr24",
+        colour: dict[str, str] | None = None,
     ) -> None:
         if width <= 0 or height <= 0:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
+        if pixel_format not in ("bgr24", "yuv420p", "yuvj420p"):
+            raise ValueError(f"pixel_format: expected bgr24, yuv420p or yuvj420p, got {pixel_format!r}")
+        planar = pixel_format != "bgr24"
+        if planar and (width % 2 or height % 2):
+            raise ValueError(f"{pixel_format} frames must have an even size, got {width}x{height}")
+        self.pixel_format = pixel_format
+        self.frame_shape = (height * 3 // 2, width) if planar else (height, width, 3)
         exe = ffmpeg_exe()
         self.path = Path(path)
         self.width = width
@@ -114,13 +135,16 @@ class SegmentWriter:
         self._proc: subprocess.Popen | None = None
         self._closed = False
         timescale = str(track_timescale(self.rate))
-        command = [exe, *_QUIET, "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}"]
+        command = [exe, *_QUIET, "-f", "rawvideo", "-pix_fmt", pixel_format, "-s", f"{width}x{height}"]
         command += ["-r", str(self.rate), "-i", "-"]
         if width % 2 or height % 2:
             pad = f"pad={self.coded_size[0]}:{self.coded_size[1]}"
             command += ["-vf", f"{pad},fillborders=right={width % 2}:bottom={height % 2}:mode=smear"]
         command += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-threads", str(threads), "-bf", "0"]
-        command += ["-pix_fmt", "yuv420p", "-fps_mode", "passthrough", "-an", "-video_track_timescale", timescale]
+        command += ["-pix_fmt", pixel_format if planar else "yuv420p"]
+        for option, value in sorted((colour or {}).items()):
+            command += [f"-{option}", value]
+        command += ["-fps_mode", "passthrough", "-an", "-video_track_timescale", timescale]
         command += ["-f", "mp4", str(self.path)]
         logger.debug("ffmpeg: %s", subprocess.list2cmdline(command))
         try:
@@ -143,8 +167,9 @@ class SegmentWriter:
             self.abort()
 
     def write(self, frame: np.ndarray) -> None:
-        """Append one frame (``uint8`` array of shape ``(height, width, 3)``, BGR)."""
-        expected = (self.height, self.width, 3)
+        """Append one frame: a ``uint8`` array of shape ``(height, width, 3)`` (BGR) or
+        ``(height * 3 / 2, width)`` (I420)."""
+        expected = self.frame_shape
         if frame.shape != expected or frame.dtype != np.uint8:
             raise ValueError(f"expected a uint8 frame of shape {expected}, got {frame.dtype} {frame.shape}")
         if self._closed or self._proc is None or self._proc.stdin is None:
