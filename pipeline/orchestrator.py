@@ -37,6 +37,7 @@ from pipeline import storage
 from pipeline.analysis.analyzer import TrackMeta
 from pipeline.config import PipelineConfig
 from pipeline.engines import Engines
+from pipeline.engines.ray_engine import analyze_stored_task
 from pipeline.errors import OutputError, PipelineError, VideoError, one_line_reason
 from pipeline.inputs import output_names
 from pipeline.llm.stage import check_ready, run_llm_stage
@@ -367,14 +368,23 @@ class VideoPipeline:
         self._scheduler.add_first([self._analysis_work(run)])
 
     def _analysis_work(self, run: VideoRun) -> Work:
-        """The video's chunk records go to a Ray actor (once Ray is up); the summary comes back."""
+        """The video's chunk records go to a Ray actor (once Ray is up); the summary comes back.
+        A track that is complete before Ray has started, and small enough for a Dask worker,
+        is analysed there by the same code instead of waiting (a short clip's critical path)."""
         info = run.result.info
         meta = TrackMeta(width=info.width, height=info.height, fps=info.fps)
         records = [run.records[spec.index] for spec in run.plan.specs]
         folder = str(run.work.analysis_folder.resolve())
+        slots = max(record.slots for record in records)
+        weight = run.frames_done * slots * ANALYSIS_BYTES_PER_FRAME_SLOT
 
-        def start() -> Future:
+        def start():
             self._advance(run, Stage.ANALYZE)
+            if not self.engines.ray_ready and weight <= self._plan_resources().worker_limit // 2:
+                self.stats.video_mark(run.result.name, "analysis_on_dask")
+                params = self.config.resolved_analysis
+                label = f"analyze-{run.result.name}"
+                return self.dask.submit(analyze_stored_task, records, meta, folder, params, label=label)
             outcome: Future = Future()
 
             def send(ray_started: Future) -> None:
@@ -387,8 +397,6 @@ class VideoPipeline:
             self.engines.when_ray_ready(send)
             return outcome
 
-        slots = max(record.slots for record in records)
-        weight = run.frames_done * slots * ANALYSIS_BYTES_PER_FRAME_SLOT
         what = f"the analysis of {run.frames_done} frames"
         return Work(weight, start, run, what, tag=lambda done: self._on_analysis(run, done))
 
@@ -416,6 +424,7 @@ class VideoPipeline:
             frames=run.summary["frames"],
             chunk_starts=plan.chunk_starts,
             header=header,
+            cores_per_task=self._cores_per_task(),
         )
         self._advance(run, Stage.RENDER)
         works: list[Work] = []
@@ -429,6 +438,12 @@ class VideoPipeline:
                 works += self._writer_works(run, writer, video)
         self._scheduler.add_first(works)
         self._start_final_outputs(run)
+
+    def _cores_per_task(self) -> int:
+        """The cores each task of the embedded cluster has (its workers run one task each); 1 when attached."""
+        if self.config.resolved_dask_address:
+            return 1
+        return max(1, (os.cpu_count() or 1) // max(1, self._plan_resources().workers))
 
     def _start_final_outputs(self, run: VideoRun) -> None:
         """Once only the ``only_complete`` outputs are missing, start them."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -90,6 +91,8 @@ class Engines:
         from pipeline.engines.ray_engine import RayEngine
 
         self.stats.mark("ray_start")
+        if not self.config.resolved_ray_address:
+            _lower_priority()
         engine = RayEngine(
             self.config.resolved_ray_address,
             plan.analyzers,
@@ -98,6 +101,11 @@ class Engines:
         )
         self.stats.mark("ray_ready")
         return engine
+
+    @property
+    def ray_ready(self) -> bool:
+        """Whether Ray has started (or failed to): a call to :attr:`ray` would not wait."""
+        return self._ray_future is not None and self._ray_future.done()
 
     def when_ray_ready(self, callback) -> None:
         """``callback(future)`` once Ray has started or failed to (at once if it has)."""
@@ -142,3 +150,22 @@ class Engines:
         with contextlib.suppress(PipelineError):
             started.result().close()
         self.stats.mark("ray_stopped")
+
+
+# The niceness of the embedded Ray's processes. Ray starts while the first chunks are extracted and its
+# start takes several CPU-seconds (GCS, raylet, agents, the first analyzer actor); at this niceness it
+# uses the cores the pose work leaves idle instead of slowing it (docs/benchmarks.md, "Short clips").
+RAY_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    """Lower the calling thread's priority; the processes it starts (Ray's) inherit it. Linux only
+    (elsewhere the niceness is the whole process's, and the driver keeps its own)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import threading
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), RAY_NICENESS)
+    except OSError as exc:
+        logger.debug("cannot lower the priority of Ray's start: %s", exc)

@@ -15,7 +15,6 @@ configuration (the command line shows them with ``--verbose``).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import socket
@@ -45,6 +44,28 @@ _ATTACH_ENV = {
 _VITAL = ("gcs_server", "raylet")
 
 
+def analyze_stored(analyzer: Analyzer, records: list[ChunkRecord], meta: TrackMeta, folder: str) -> dict:
+    """Read the chunks from disk, analyse them, store the result in ``folder``; returns the
+    summary. What an analyzer actor does with a track, and a Dask worker too when the
+    track is ready before Ray is (``analyze_stored_task``)."""
+    track, stitching = load_stitched(records)
+    linked, tracking = analyzer.link_counted(track, meta)
+    del track  # only the linked copy is needed from here on
+    analysis = analyzer.analyze_linked(linked, meta, tracking)
+    del linked
+    analysis = replace(analysis, summary=with_stitching(analysis.summary, stitching))
+    save_analysis(folder, analysis)
+    summary = analysis.summary
+    del analysis
+    release_freed_memory()  # the working set grew with the track: give it back now
+    return summary
+
+
+def analyze_stored_task(records: list[ChunkRecord], meta: TrackMeta, folder: str, params: AnalysisParams) -> dict:
+    """Dask task: :func:`analyze_stored` with an analyzer of its own."""
+    return analyze_stored(Analyzer(params), records, meta, folder)
+
+
 class AnalyzerActor:
     """Ray actor body: one Analyzer per actor process."""
 
@@ -61,17 +82,7 @@ class AnalyzerActor:
     def analyze_stored(self, records: list[ChunkRecord], meta: TrackMeta, folder: str) -> dict:
         """Read the chunks from disk, analyse them, store the result in ``folder``;
         only the summary travels back."""
-        track, stitching = load_stitched(records)
-        linked, tracking = self._analyzer.link_counted(track, meta)
-        del track  # only the linked copy is needed from here on
-        analysis = self._analyzer.analyze_linked(linked, meta, tracking)
-        del linked
-        analysis = replace(analysis, summary=with_stitching(analysis.summary, stitching))
-        save_analysis(folder, analysis)
-        summary = analysis.summary
-        del analysis
-        release_freed_memory()  # the working set grew with the track: give it back now
-        return summary
+        return analyze_stored(self._analyzer, records, meta, folder)
 
     def pid(self) -> int:
         return os.getpid()
@@ -145,21 +156,33 @@ class RayEngine:
             # Each actor takes a CPU: on a cluster with fewer, the extra actors would never start,
             # and a track sent to one of them would wait forever.
             analyzers = max(1, min(analyzers, int(ray.cluster_resources().get("CPU", 1))))
-        actor_class = ray.remote(num_cpus=1, max_restarts=1, max_task_retries=1)(AnalyzerActor)
-        self._actors = [actor_class.remote(params) for _ in range(analyzers)]
-        self._next = itertools.cycle(self._actors)
+        # One actor starts now; the others when tracks arrive (a run of one video needs one, and
+        # each actor's start, a process importing numpy and scipy, takes a CPU-second).
+        self._actor_class = ray.remote(num_cpus=1, max_restarts=1, max_task_retries=1)(AnalyzerActor)
+        self._params = params
+        self._max_actors = analyzers
+        self._actors = [self._actor_class.remote(params)]
+        self._sent = 0
 
     @property
     def embedded(self) -> bool:
         return self._started
 
+    def _next_actor(self):
+        """Actors in turn; a new one for each track until there are ``analyzers``."""
+        if self._sent >= len(self._actors) and len(self._actors) < self._max_actors:
+            self._actors.append(self._actor_class.remote(self._params))
+        actor = self._actors[self._sent % len(self._actors)]
+        self._sent += 1
+        return actor
+
     def analyze(self, track: PoseChunk, meta: TrackMeta) -> Future:
         """Send a track to the next actor; the returned Future yields an Analysis."""
-        return next(self._next).analyze.remote(track, meta).future()
+        return self._next_actor().analyze.remote(track, meta).future()
 
     def analyze_stored(self, records: list[ChunkRecord], meta: TrackMeta, folder: str) -> Future:
         """Like :meth:`analyze` with the chunks and the result on disk; the Future yields the summary."""
-        return next(self._next).analyze_stored.remote(records, meta, folder).future()
+        return self._next_actor().analyze_stored.remote(records, meta, folder).future()
 
     def actor_pids(self) -> list[int]:
         return sorted(self._ray.get([actor.pid.remote() for actor in self._actors]))

@@ -41,6 +41,7 @@ class VideoOutputs:
     frames: int  # frames in the analysis
     chunk_starts: tuple[int, ...]  # first frame of each extraction chunk
     header: dict  # video, model and settings: the pose JSON's header
+    cores_per_task: int = 1  # cores each Dask task can count on (an encoder's threads)
 
 
 @dataclass(frozen=True)

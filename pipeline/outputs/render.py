@@ -38,7 +38,7 @@ class RenderSpec:
     width: int
     height: int
     fps: float
-    threads: int = 0  # the encoder's threads (0: ffmpeg's default)
+    threads: int = 1  # the encoder's threads: the cores of the worker that renders it
 
 
 def segment_folder(output: Path, name: str) -> Path:
@@ -49,13 +49,14 @@ def segment_folder(output: Path, name: str) -> Path:
 
 
 def plan_segments(
-    video: str, folder: Path, frames: int, width: int, height: int, fps: float, bounds
+    video: str, folder: Path, frames: int, width: int, height: int, fps: float, bounds, threads: int = 1
 ) -> list[RenderSpec]:
-    """Segments over ``[0, frames)`` split at ``bounds`` (the extraction chunk starts)."""
+    """Segments over ``[0, frames)`` split at ``bounds`` (the extraction chunk starts), each
+    encoded with ``threads`` threads (the cores of the worker that renders it)."""
     starts = sorted({b for b in bounds if 0 < b < frames} | {0})
     stops = starts[1:] + [frames]
     return [
-        RenderSpec(video, i, a, b, str(folder / f"segment-{i:05d}.mp4"), width, height, fps)
+        RenderSpec(video, i, a, b, str(folder / f"segment-{i:05d}.mp4"), width, height, fps, threads)
         for i, (a, b) in enumerate(zip(starts, stops))
     ]
 
@@ -163,8 +164,9 @@ class AnnotatedVideoWriter(OutputWriter):
         info, target = video.info, self.target(video)
         folder = segment_folder(local_path(target).parent, video.name)
         segments = plan_segments(
-            video.source, folder, video.frames, info.width, info.height, info.fps, video.chunk_starts
-        )
+            video.source, folder, video.frames, info.width, info.height, info.fps, video.chunk_starts,
+            threads=video.cores_per_task,
+        )  # fmt: skip
         profile = SPORT_PROFILES[video.config.sport_type]
         annotator = Annotator(fps=info.fps, frame_count=video.frames, angles=profile.angles[:4])
         tasks = [
