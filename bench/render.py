@@ -81,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="render-bench-") as tmp:
         for preset, crf in SETTINGS:
             path = Path(tmp) / f"{preset}-{crf}.mp4"
-            seconds = min(
-                encode(frames, path, size, fps, preset, crf, picture.i420_format) for _ in range(args.passes)
-            )
+            seconds = min(encode(frames, path, size, fps, preset, crf, picture.i420_format) for _ in range(args.passes))
             row = {"preset": preset, "crf": crf, "fps": round(len(frames) / seconds, 1)}
             row["bytes_per_frame"] = round(path.stat().st_size / len(frames))
             row |= quality(path, args.video, len(frames))

@@ -483,6 +483,7 @@ class VideoPipeline:
             self._fail(run, f"{writer.label}: {self._task_error(exc, writer.label)}")
             return
         run.result.outputs[writer.name] = location
+        self.stats.video_mark(run.result.name, f"{writer.name}_written")  # where the outputs' time goes
         run.pending_outputs.discard(writer.name)
         if not run.pending_outputs:
             self._succeed(run)

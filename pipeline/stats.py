@@ -71,6 +71,7 @@ class RunStats:
             "marks_s": {k: round(v - origin, 3) for k, v in sorted(self.marks.items(), key=lambda kv: kv[1])},
             "derived": self.derived(),
             "videos_s": {v: {k: round(t - origin, 3) for k, t in m.items()} for v, m in self.videos.items()},
+            "phases_s": self.phases(),
             "chunks": [
                 asdict(c) | {"started": round(c.started - origin, 3), "finished": round(c.finished - origin, 3)}
                 for c in sorted(self.chunks, key=lambda c: c.started)
@@ -94,6 +95,32 @@ class RunStats:
             out["extract_fps"] = round(extracted / (last - first), 2) if last > first else None
             out.update(steady_state(self.chunks, ready=marks.get("ray_ready")))
         return out
+
+    def phases(self) -> dict:
+        """Where the time went, seconds: the run's start and stop, and per video its extraction
+        (planned to the track complete), analysis, and each output (from the analysis' end to
+        that output written; they run side by side)."""
+        marks = self.marks
+
+        def span(a: dict, start: str, end: str) -> float | None:
+            return round(a[end] - a[start], 3) if start in a and end in a else None
+
+        run = {
+            "start_to_first_chunk": span(marks, "process_start", "first_chunk_submitted"),
+            "engines_stop": span(marks, "engines_stop", "engines_stopped"),
+        }
+        videos = {}
+        for video, m in self.videos.items():
+            phases = {
+                "extract": span(m, "planned", "analyze"),
+                "analysis": span(m, "analyze", "render"),
+                "outputs": span(m, "render", "done"),
+            }
+            phases |= {k.removesuffix("_written"): span(m, "render", k) for k in m if k.endswith("_written")}
+            if "analysis_on_dask" in m:
+                phases["analysis_on"] = "dask"  # Ray had not started when the track was complete
+            videos[video] = phases
+        return {"run": run, "videos": videos}
 
 
 def steady_state(chunks: list[ChunkTiming], ready: float | None = None) -> dict:

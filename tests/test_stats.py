@@ -69,3 +69,20 @@ def test_process_start_time_is_when_the_interpreter_started():
     age = float(done.stdout)
     assert 0 <= age < time.time() - spawned + 0.05  # no older than the child itself, to a clock tick
     assert abs(time.time() - process_start_time()) < 24 * 3600
+
+
+def test_phases_name_where_the_time_went():
+    stats = RunStats()
+    for name, at in (("process_start", 100.0), ("first_chunk_submitted", 102.5), ("engines_stop", 120.0)):
+        stats.mark(name, at)
+    stats.mark("engines_stopped", 121.25)
+    stats.videos["clip"] = {
+        "planned": 102.4, "analyze": 110.0, "analysis_on_dask": 110.0, "render": 110.5,
+        "pose_json_written": 111.0, "annotated_video_written": 115.0, "done": 115.0,
+    }  # fmt: skip
+    phases = stats.to_dict()["phases_s"]
+    assert phases["run"] == {"start_to_first_chunk": 2.5, "engines_stop": 1.25}
+    assert phases["videos"]["clip"] == {
+        "extract": 7.6, "analysis": 0.5, "outputs": 4.5, "pose_json": 0.5, "annotated_video": 4.5,
+        "analysis_on": "dask",
+    }  # fmt: skip
