@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -105,6 +106,79 @@ def make_clip(source: Path, minutes: float) -> Clip:
         problems.append(f"{method}: {problem}")
     part.unlink(missing_ok=True)
     raise RuntimeError(f"cannot make a {minutes:g}-minute video: " + "; ".join(problems))
+
+
+def video_digest(path: Path) -> tuple[int, str]:
+    """The number of video packets of ``path`` and a sha256 of their bytes, in order (timestamps left out)."""
+    import hashlib
+
+    import av
+
+    digest = hashlib.sha256()
+    count = 0
+    with av.open(str(path)) as container:
+        for packet in container.demux(container.streams.video[0]):
+            if packet.size:
+                digest.update(bytes(packet))
+                count += 1
+    return count, digest.hexdigest()
+
+
+def check_vfr_clip(path: Path, cfr: Clip) -> str | None:
+    """Why ``path`` is not ``cfr``'s frames at a variable frame rate (by the pipeline's probe), or None."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from pipeline.errors import VideoError
+    from pipeline.video.probe import probe_video
+
+    try:
+        info = probe_video(path)
+    except VideoError as exc:
+        return str(exc)
+    if not info.variable_frame_rate:
+        return "the probe finds a constant frame rate"
+    if info.frame_count != cfr.frames:
+        return f"{info.frame_count} frames, expected {cfr.frames} (the constant-rate clip's)"
+    if video_digest(path) != video_digest(cfr.path):
+        return f"its video packets differ from those of {cfr.path.name}"
+    return None
+
+
+def make_vfr_clip(source: Path, minutes: float) -> Clip:
+    """The frames of ``make_clip(source, minutes)`` (the very same packets) at a variable frame rate,
+    made once and cached under bench/.cache/.
+
+    The concat demuxer joins the sample with its audio track, as a user joining clips would: the
+    audio lasts 65 ms longer than the video, so at every join the video's timestamps jump by about
+    three frame periods (99 ms instead of 33), and the probe reports ``variable_frame_rate``.
+    ``fps`` is what OpenCV and so the probe report: the average rate (about 29.76 for 2 minutes).
+    """
+    import imageio_ffmpeg
+
+    cfr = make_clip(source, minutes)
+    src_frames = stream_info(source)[0]
+    path = CACHE / f"{source.stem}-{minutes:g}min-vfr.mp4"
+    if not (path.is_file() and check_vfr_clip(path, cfr) is None):
+        CACHE.mkdir(parents=True, exist_ok=True)
+        part = path.with_suffix(".part.mp4")
+        listing = CACHE / f"{source.stem}-{minutes:g}min-vfr.txt"
+        listing.write_text(f"file '{source.resolve().as_posix()}'\n" * math.ceil(cfr.frames / src_frames))
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
+        command += ["-f", "concat", "-safe", "0", "-i", str(listing), "-map", "0:v:0", "-map", "0:a:0"]
+        command += ["-c", "copy", "-frames:v", str(cfr.frames), "-shortest", str(part)]
+        t0 = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        make_s = time.perf_counter() - t0
+        listing.unlink(missing_ok=True)
+        problem = done.stderr.strip()[-500:] if done.returncode else check_vfr_clip(part, cfr)
+        if problem is not None:
+            part.unlink(missing_ok=True)
+            raise RuntimeError(f"cannot make a variable-frame-rate {minutes:g}-minute video: {problem}")
+        part.replace(path)
+        method = "concat with audio"
+    else:
+        make_s = method = None
+    return Clip(minutes, path, cfr.frames, stream_info(path)[1], path.stat().st_size, make_s, method)
 
 
 @dataclass

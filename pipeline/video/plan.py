@@ -105,22 +105,27 @@ def plan_chunks(
     With ``sample_fps`` the warm-up is stretched so it still feeds
     ``warmup_frames`` analysed frames to the landmarker. Every chunk but the
     last may track up to ``handover_s`` seconds past its end (to the video's
-    end at most) while the next one catches up. A variable-frame-rate video is
-    one chunk.
+    end at most) while the next one catches up.
+
+    A variable-frame-rate video is cut like any other: frame numbers are those
+    of the frame table, the reader seeks to an exact presentation timestamp,
+    and each chunk takes its frames' times from the container
+    (``ChunkSpec.variable_rate``), so its chunks see what one pass does.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     if warmup_frames < 0:
         raise ConfigError(f"warmup_frames must be >= 0, got {warmup_frames}")
-    if info.variable_frame_rate:
-        # Read in one pass from its first frame, with the container's frame times.
-        batch_size = max(1, info.frame_count)
     stride = 1.0
     if sample_fps is not None and sample_fps < info.fps:
         stride = info.fps / sample_fps
     warmup_span = math.ceil(warmup_frames * stride)
     if handover_s < 0:
         raise ConfigError(f"handover_s must be >= 0, got {handover_s}")
+    # Counted in frames at ``info.fps``, which for a variable-frame-rate video is the average rate:
+    # a tail over slower frames may last longer than ``handover_s`` seconds, one over faster frames
+    # shorter. That is acceptable: the cap bounds the work (frames tracked twice), not the time, and
+    # a tail ends long before it once the next chunk's tracker agrees.
     tail_span = math.ceil(handover_s * info.fps)
     chunks = []
     starts = range(0, info.frame_count, batch_size)

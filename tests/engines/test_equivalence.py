@@ -164,3 +164,48 @@ def _id_pairs(a: PoseChunk, b: PoseChunk, width: int, height: int) -> set[tuple[
             cost = np.nanmean(np.linalg.norm(xy_a[:, None] - xy_b[None], axis=-1), axis=-1)
             pairs |= {(int(ib[c]), int(ia[r])) for r, c in zip(*linear_sum_assignment(cost)) if cost[r, c] < limit}
     return pairs
+
+
+# -- variable frame rate: chunks as good as one pass ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def vfr_clip(tmp_path_factory, sample_video) -> Path:
+    import media
+
+    return media.variable_frame_rate_sample(tmp_path_factory.mktemp("vfr"), sample_video)
+
+
+@pytest.mark.parametrize("num_poses", [1, 2])
+def test_variable_frame_rate_chunks_match_one_pass(tmp_path, vfr_clip, num_poses):
+    """The sample with its frame intervals doubled from frame 115 on, cut into 4 chunks on 2
+    workers (boundaries at the constant rate, at the change of rate and after it), gives what
+    one pass over it gives: within 1 % of the diagonal, every frame once, each at the
+    container's time in both runs."""
+    import media
+
+    frames = media.VFR_SAMPLE_FRAMES
+    container_ms = np.array(media.vfr_sample_timestamps_s()) * 1000
+    tracks, info = {}, None
+    for name, batch_size in (("one pass", frames), ("chunks", 58)):
+        config = PipelineConfig(
+            quality="fast", workers=2, batch_size=batch_size, num_poses=num_poses, models_dir=str(tmp_path / name),
+            output_dir=str(tmp_path / name), llm_data_dir=None, render_video=False, report=False,
+        )  # fmt: skip
+        with VideoPipeline(config) as pipeline:
+            result = pipeline.process([vfr_clip]).videos[0]
+        assert result.success, result.error
+        info = result.info
+        assert info.variable_frame_rate and info.frame_count == frames
+        assert result.chunks == -(-frames // batch_size)
+        header, track = read_pose_json(result.outputs["pose_json"])
+        assert header["video"]["variable_frame_rate"] is True
+        np.testing.assert_array_equal(track.frame_index, np.arange(frames))  # every frame exactly once
+        np.testing.assert_allclose(track.timestamp_ms, container_ms, atol=1e-3)  # the JSON keeps 3 decimals
+        assert header["summary"]["chunks"]["unsettled"] == 0
+        tracks[name] = track
+    assert result.chunks >= 3
+    comparison = compare_runs(tracks["one pass"], tracks["chunks"], info.width, info.height)
+    print(f"VFR, {num_poses} slot(s): {comparison.share_within(0.01):.4f} of {comparison.distance_px.size} within 1%")
+    assert comparison.detections_a > 200 and comparison.distance_px.size > 200
+    assert comparison.share_within(0.01) >= 0.99
+    if num_poses == 2:  # both people: every person-frame of the one pass, and as many
+        _strict(tracks["one pass"], tracks["chunks"], info.width, info.height, "VFR, two people")

@@ -91,6 +91,29 @@ def test_a_tail_that_reaches_the_video_end_is_settled(sample_video, info):
     np.testing.assert_array_equal(chunk.frame_index, np.arange(end - 20, info.frame_count))
 
 
+def test_a_variable_rate_shadow_gets_the_next_chunks_container_times(tmp_path, sample_video):
+    """On a variable-frame-rate clip (1/30 s apart up to frame 30, 1/15 s after) the shadow feeds
+    exactly the timestamps the next chunk's own tracker feeds, warm-up included: the container's
+    times of the frames, not ``index * 1000 / fps``."""
+    import media
+
+    vfr = probe_video(media.variable_frame_rate(tmp_path, sample_video))
+    assert vfr.variable_frame_rate
+    first, second = plan_chunks(vfr, 25, 4)[:2]
+    assert (first.end, first.handover_start, second.warmup_start) == (25, 21, 21) and first.variable_rate
+    trackers = load_backend(LateSettings()).trackers
+    chunk = track_chunk(first, LateSettings())
+    own, shadow = trackers[-2:]
+    track_chunk(second, LateSettings())
+    following = trackers[-2]  # the second chunk's own tracker (the last one is its shadow of the third)
+    container_ms = [round(t * 1000) for t in media.vfr_timestamps_s()]
+    assert own.timestamps == container_ms[: chunk.num_frames]
+    assert chunk.handover.settled and first.end + chunk.handover.tail > media.VFR_SPLIT  # past the change of rate
+    fed = len(shadow.timestamps)
+    assert shadow.timestamps == following.timestamps[:fed] == container_ms[21 : 21 + fed]
+    np.testing.assert_allclose(chunk.timestamp_ms, np.array(media.vfr_timestamps_s())[: chunk.num_frames] * 1000)
+
+
 def test_a_mediapipe_tail_is_the_plain_loop_and_ends_where_the_next_chunk_agrees(sample_video, lite_model, info):
     """Two people, the chunk boundary at frame 115. The chunk's rows, tail included, are
     bit-identical to one plain landmarker from frame 0; the next chunk, run on its own, agrees

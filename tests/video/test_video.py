@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -53,6 +55,26 @@ def test_auto_batch_size_keeps_workers_busy():
     assert -(-27000 // auto_batch_size(27000, 3)) % 3 == 0
     # In a batch of 20 short clips each clip is one chunk: the other clips keep the workers busy.
     assert auto_batch_size(230, 2, batch_frames=20 * 230) == 230
+
+
+def test_plan_cuts_a_variable_frame_rate_video_like_a_constant_rate_one(tmp_path, sample_video):
+    """Exact seeks by timestamp make a variable-frame-rate video as good to cut as any: the same
+    chunks, warm-ups, tails and handover starts as at a constant rate, each chunk taking its
+    frames' times from the container."""
+    import media
+
+    info = probe_video(media.variable_frame_rate_sample(tmp_path, sample_video))
+    assert info.variable_frame_rate and info.frame_count == 230 and info.fps == pytest.approx(20.0)
+    specs = plan_chunks(info, 40, 8, handover_s=2.0)
+    assert [(s.start, s.end) for s in specs] == [(0, 40), (40, 80), (80, 120), (120, 160), (160, 200), (200, 230)]
+    assert [s.warmup_start for s in specs] == [0, 32, 72, 112, 152, 192]
+    # 2 s at the average rate (20 fps) is 40 frames, and a tail ends at the video's end at the latest
+    assert [s.tail_limit for s in specs] == [40, 40, 40, 40, 30, 0]
+    assert [s.handover_start for s in specs[:-1]] == [s.warmup_start for s in specs[1:]]
+    assert specs[-1].handover_start is None and [s.is_last for s in specs] == [False] * 5 + [True]
+    assert all(s.variable_rate for s in specs)
+    constant = plan_chunks(replace(info, variable_frame_rate=False), 40, 8, handover_s=2.0)
+    assert specs == [replace(s, variable_rate=True) for s in constant]
 
 
 def test_sampling_keeps_one_frame_per_period():
