@@ -370,6 +370,7 @@ def read_stats(path: Path, spawn_epoch: float) -> dict:
     return {
         "derived": stats.get("derived", {}),
         "marks_s": marks,
+        "phases_s": stats.get("phases_s", {}),
         "since_spawn_s": since_spawn,
         "chunks": {"count": len(chunks), "workers": len({c["worker"] for c in chunks})},
         "videos": videos,
