@@ -138,14 +138,17 @@ class SegmentWriter:
         self._closed = False
         timescale = str(track_timescale(self.rate))
         command = [exe, *_QUIET, "-f", "rawvideo", "-pix_fmt", pixel_format, "-s", f"{width}x{height}"]
+        # The colour tags describe the input frames (options before ``-i``): given to the encoder
+        # only, they made ffmpeg convert the frames from its default (BT.601) to the tagged matrix
+        # or range, and it dropped the primaries and transfer tags.
+        for option, value in sorted((colour or {}).items()):
+            command += [f"-{option}", value]
         command += ["-r", str(self.rate), "-i", "-"]
         if width % 2 or height % 2:
             pad = f"pad={self.coded_size[0]}:{self.coded_size[1]}"
             command += ["-vf", f"{pad},fillborders=right={width % 2}:bottom={height % 2}:mode=smear"]
         command += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-threads", str(threads), "-bf", "0"]
         command += ["-pix_fmt", pixel_format if planar else "yuv420p"]
-        for option, value in sorted((colour or {}).items()):
-            command += [f"-{option}", value]
         command += ["-fps_mode", "passthrough", "-an", "-video_track_timescale", timescale]
         command += ["-f", "mp4", str(self.path)]
         logger.debug("ffmpeg: %s", subprocess.list2cmdline(command))
