@@ -163,13 +163,15 @@ class Analyzer:
         times = linked.timestamp_ms[rows] / 1000.0
         rate = (len(rows) - 1) / (times[-1] - times[0]) if len(rows) > 1 and times[-1] > times[0] else meta.fps
         persons, events = [], []
+        detected = linked.detected[rows]  # once: the leg swaps below do not change it
         for slot in range(slots):
-            seen = linked.detected[rows, slot]
+            seen = detected[:, slot]
             if seen.sum() < p.min_track_frames:
                 persons.append(PersonSeries.unanalysed(slot, linked, rows))
                 continue
-            swaps = self._correct_leg_swaps(linked, meta, rows, rate, slot)
-            series = self._person(linked, meta, rows, times, rate, slot)
+            span = _seen_span(linked, rows, slot, p.outlier_window)
+            swaps = self._correct_leg_swaps(linked, meta, rows[span], rate, slot)
+            series = self._person(linked, meta, rows, times, rate, slot, span)
             series.swaps_corrected = swaps
             persons.append(series)
             out["body_height_px"][slot] = series.body_px
@@ -198,14 +200,19 @@ class Analyzer:
             values[picked, slot] = part
         return int(mask.sum())
 
-    def _person(self, track, meta, rows, times, rate, slot) -> PersonSeries:
+    def _person(self, track, meta, rows, times, rate, slot, span: slice) -> PersonSeries:
+        """``span``: the positions of ``rows`` that hold the person (``_seen_span``). The per-landmark
+        series are cleaned and derived there only, then laid onto all of ``rows`` (NaN outside), so
+        a person seen in a few seconds of a long video costs those seconds, with the same values."""
         p = self.params
         scale = np.array([meta.width, meta.height])
+        n = len(rows)
+        visibility = track.image_xyzv[rows, slot, :, 3]
+        present = ~np.isnan(track.image_xyzv[rows, slot, 0, 0])
+        seen_rows, seen_times = rows[span], times[span]
         # Each intermediate [N, L, D] series is dropped as soon as the next one exists:
         # on a long video they are the analysis' peak memory.
-        raw_px = track.image_xyzv[rows, slot, :, :2].astype(np.float64) * scale
-        visibility = track.image_xyzv[rows, slot, :, 3]
-        present = ~np.isnan(raw_px[:, 0, 0])
+        raw_px = track.image_xyzv[seen_rows, slot, :, :2].astype(np.float64) * scale
 
         # Outliers: judged on the image positions (where the model's errors show), per landmark.
         floor = OUTLIER_FLOOR_OF_DIAGONAL * float(np.hypot(meta.width, meta.height))
@@ -215,22 +222,28 @@ class Analyzer:
         raw_px[outlier] = np.nan
         clean_px, filled = filters.fill_gaps(raw_px, max_gap)
         del raw_px
-        filled = filled[:, 0, 0]
+        filled = _spread(filled[:, 0, 0], span, n, False)
         px = filters.savgol(clean_px, window, p.smoothing_order)
-        foot = lowest_foot_y(clean_px)
+        foot = _spread(lowest_foot_y(clean_px), span, n, np.nan)
         del clean_px
-        world = track.world_xyz[rows, slot].astype(np.float64)
+        world = track.world_xyz[seen_rows, slot].astype(np.float64)
         world[outlier] = np.nan
         world = filters.fill_gaps(world, max_gap)[0]
         world = filters.savgol(world, window, p.smoothing_order)
 
-        filled_visibility = np.where(np.isnan(visibility) & ~np.isnan(px[..., 0]), 1.0, visibility)
+        seen_visibility = visibility[span]
+        filled_visibility = np.where(np.isnan(seen_visibility) & ~np.isnan(px[..., 0]), 1.0, seen_visibility)
         angles = joint_angles(world, visibility=filled_visibility, min_visibility=p.min_visibility)
         del world, filled_visibility
-        angular_velocity = filters.time_derivative(angles, times)
-        body_px = body_height(px)
+        angular_velocity = _spread(filters.time_derivative(angles, seen_times), span, n, np.nan)
+        angles = _spread(angles, span, n, np.nan)
         com = centre_of_mass(px)
-        velocity = filters.time_derivative(np.concatenate([com[:, None, :], segment_centres(px)], axis=1), times)
+        velocity = filters.time_derivative(np.concatenate([com[:, None, :], segment_centres(px)], axis=1), seen_times)
+        velocity = _spread(velocity, span, n, np.nan)
+        com = _spread(com, span, n, np.nan)
+        outlier = _spread(outlier, span, n, False)
+        px = _spread(px, span, n, np.nan)
+        body_px = body_height(px)
 
         foot_smooth = lowest_foot_y(px)
         ground = np.nanpercentile(foot_smooth, 95) if np.isfinite(foot_smooth).any() else np.nan
@@ -297,3 +310,32 @@ class Analyzer:
             "com_height": -com[:, 1] / body_px,
             "com_lateral": com[:, 0] / body_px,
         }
+
+
+def _seen_span(track: PoseChunk, rows: np.ndarray, slot: int, min_length: int) -> slice:
+    """The positions of ``rows`` from the first to the last where ``slot`` holds any landmark
+    (at least ``min_length`` long, the outlier filter's window, where ``rows`` allow).
+
+    Outside the span every landmark is NaN: the filters give the same values on the span
+    as on all of ``rows`` (gaps at either end stay unfilled, the outlier windows see the
+    same edge values), and NaN outside it.
+    """
+    held = ~(
+        np.isnan(track.image_xyzv[rows, slot]).all(axis=(1, 2)) & np.isnan(track.world_xyz[rows, slot]).all(axis=(1, 2))
+    )
+    found = np.flatnonzero(held)
+    if not found.size:
+        return slice(0, 0)
+    start, stop = int(found[0]), int(found[-1]) + 1
+    if stop - start < min_length:
+        start, stop = 0, len(rows)  # too short for the outlier window: as on the whole track
+    return slice(start, stop)
+
+
+def _spread(values: np.ndarray, span: slice, n: int, fill) -> np.ndarray:
+    """``values`` computed on the positions ``span`` laid onto ``n`` positions, ``fill`` elsewhere."""
+    if span.start == 0 and span.stop == n:
+        return values
+    out = np.full((n, *values.shape[1:]), fill, dtype=values.dtype)
+    out[span] = values
+    return out

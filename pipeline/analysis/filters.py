@@ -31,18 +31,32 @@ def fill_gaps(values: np.ndarray, max_gap: int) -> tuple[np.ndarray, np.ndarray]
     filled = np.zeros(flat.shape, dtype=bool)
     if max_gap <= 0 or flat.shape[0] < 3:
         return values, filled.reshape(values.shape)
-    index = np.arange(flat.shape[0])
-    for j in range(flat.shape[1]):
-        series = flat[:, j]
-        missing = np.isnan(series)
-        if not missing.any() or missing.all():
-            continue
-        for start, stop in runs(missing):
-            if start == 0 or stop == len(series) or stop - start > max_gap:
-                continue
-            series[start:stop] = np.interp(index[start:stop], [start - 1, stop], [series[start - 1], series[stop]])
-            filled[start:stop, j] = True
+    for first in range(0, flat.shape[1], COLUMNS_PER_BLOCK):  # blocks: the index arrays stay small
+        columns = slice(first, first + COLUMNS_PER_BLOCK)
+        _fill_block(flat[:, columns], filled[:, columns], max_gap)
     return values, filled.reshape(values.shape)
+
+
+COLUMNS_PER_BLOCK = 32
+
+
+def _fill_block(flat: np.ndarray, filled: np.ndarray, max_gap: int) -> None:
+    """``fill_gaps`` on the series ``flat [T, C]`` (a view, filled in place), marking ``filled``.
+    The same arithmetic as ``np.interp`` between a gap's two valid neighbours."""
+    n = flat.shape[0]
+    valid = ~np.isnan(flat)
+    index = np.arange(n)[:, None]
+    before = np.maximum.accumulate(np.where(valid, index, -1), axis=0)  # last valid sample at or before
+    after = np.minimum.accumulate(np.where(valid, index, n)[::-1], axis=0)[::-1]  # first valid at or after
+    gap = ~valid & (before >= 0) & (after < n) & (after - before - 1 <= max_gap)
+    rows, columns = np.nonzero(gap)
+    if not rows.size:
+        return
+    lo, hi = before[rows, columns], after[rows, columns]
+    start, stop = flat[lo, columns], flat[hi, columns]
+    slope = (stop - start) / (hi - lo).astype(np.float64)
+    flat[rows, columns] = slope * (rows - lo).astype(np.float64) + start
+    filled[rows, columns] = True
 
 
 def hampel_mask(values: np.ndarray, window: int, threshold: float, floor: float) -> np.ndarray:
@@ -58,15 +72,19 @@ def hampel_mask(values: np.ndarray, window: int, threshold: float, floor: float)
         return np.zeros(values.shape, dtype=bool)
     half = window // 2
     flat = _nearest_fill(values).reshape(values.shape[0], -1)
+    padded = np.pad(flat, ((half, half), (0, 0)), mode="edge")
     mask = np.zeros(flat.shape, dtype=bool)
-    for j in range(flat.shape[1]):
-        padded = np.pad(flat[:, j], half, mode="edge")
-        windows = np.lib.stride_tricks.sliding_window_view(padded, window)
-        median = np.median(windows, axis=1)
-        mad = np.median(np.abs(windows - median[:, None]), axis=1)
-        deviation = np.abs(flat[:, j] - median)
-        mask[:, j] = deviation > np.maximum(threshold * MAD_TO_SIGMA * mad, floor)
+    for start in range(0, flat.shape[0], ROWS_PER_BLOCK):  # blocks: the windows stay small on long tracks
+        stop = min(start + ROWS_PER_BLOCK, flat.shape[0])
+        windows = np.lib.stride_tricks.sliding_window_view(padded[start : stop + 2 * half], window, axis=0)
+        median = np.median(windows, axis=-1)
+        mad = np.median(np.abs(windows - median[..., None]), axis=-1)
+        deviation = np.abs(flat[start:stop] - median)
+        mask[start:stop] = deviation > np.maximum(threshold * MAD_TO_SIGMA * mad, floor)
     return mask.reshape(values.shape) & ~np.isnan(values)
+
+
+ROWS_PER_BLOCK = 2048
 
 
 def _nearest_fill(values: np.ndarray) -> np.ndarray:

@@ -32,13 +32,17 @@ MAX_SWAP_S = 0.5  # longest run swapped back
 MAX_STEP_FRAMES = 3  # frames farther apart than this are not compared
 
 
-def _cost(left, right, prev_left, prev_right) -> float:
-    return float(np.linalg.norm(left - prev_left, axis=-1).sum() + np.linalg.norm(right - prev_right, axis=-1).sum())
+def _costs(left, right, prev_left, prev_right) -> np.ndarray:
+    """Per row: how far the pairs ``left``/``right`` ``[N, K, 2]`` moved from ``prev_*`` (summed over K)."""
+    return np.linalg.norm(left - prev_left, axis=-1).sum(axis=-1) + np.linalg.norm(right - prev_right, axis=-1).sum(
+        axis=-1
+    )
 
 
-def _hips_crossed(hips: np.ndarray, prev: int, t: int) -> bool:
-    kept = _cost(hips[t, 0], hips[t, 1], hips[prev, 0], hips[prev, 1])
-    return bool(_cost(hips[t, 1], hips[t, 0], hips[prev, 0], hips[prev, 1]) < kept)
+def _hips_crossed(hips: np.ndarray, prev: np.ndarray, now: np.ndarray) -> np.ndarray:
+    """Per pair of rows ``prev``/``now``: the hips are closer to the previous row's with left and right exchanged."""
+    kept = _costs(hips[now, :1], hips[now, 1:], hips[prev, :1], hips[prev, 1:])
+    return _costs(hips[now, 1:], hips[now, :1], hips[prev, :1], hips[prev, 1:]) < kept
 
 
 def find_leg_swaps(xy_px: np.ndarray, frames: np.ndarray, max_run: int) -> np.ndarray:
@@ -50,35 +54,38 @@ def find_leg_swaps(xy_px: np.ndarray, frames: np.ndarray, max_run: int) -> np.nd
         warnings.simplefilter("ignore", RuntimeWarning)  # absent rows stay NaN
         height = np.nanmax(xy_px[..., 1], axis=1) - np.nanmin(xy_px[..., 1], axis=1)
     hips = xy_px[:, list(HIP_PAIR)]
+    legs_seen = ~(np.isnan(left).any(axis=(1, 2)) | np.isnan(right).any(axis=(1, 2)))
+    # Each frame with both legs is compared with the previous such frame (when close enough in time).
+    seen = np.flatnonzero(legs_seen)
+    now, prev = seen[1:], seen[:-1]
+    close = frames[now] - frames[prev] <= MAX_STEP_FRAMES
+    kept = _costs(left[now], right[now], left[prev], right[prev]).astype(np.float64)
+    crossed = _costs(right[now], left[now], left[prev], right[prev]).astype(np.float64)
+    apart = np.linalg.norm(left[prev] - right[prev], axis=-1).mean(axis=-1)
+    # The hips switched too, here or by the next frame (where they pass each other):
+    # the person turned, or the whole body's labels switched; not a leg swap.
+    hips_crossed = _hips_crossed(hips, prev, now)
+    following = now + 1 < n
+    hips_crossed[following] |= _hips_crossed(hips, prev[following], now[following] + 1)
+    # The labels as given switched between the two frames (the state accumulates).
+    toggle = close & (crossed < SWAP_RATIO * kept) & (apart >= LEGS_APART_OF_HEIGHT * height[prev]) & ~hips_crossed
     swapped = np.zeros(n, dtype=bool)
     toggles = []
     state = False
-    prev = -1
-    for t in range(n):
-        if np.isnan(left[t]).any() or np.isnan(right[t]).any():
-            continue
-        if prev >= 0 and frames[t] - frames[prev] <= MAX_STEP_FRAMES:
-            # The labels as given switched between the two frames (the state accumulates).
-            kept = _cost(left[t], right[t], left[prev], right[prev])
-            crossed = _cost(right[t], left[t], left[prev], right[prev])
-            apart = np.linalg.norm(left[prev] - right[prev], axis=-1).mean()
-            # The hips switched too, here or by the next frame (where they pass each other):
-            # the person turned, or the whole body's labels switched; not a leg swap.
-            hips_crossed = any(_hips_crossed(hips, prev, u) for u in (t, t + 1) if u < n)
-            if crossed < SWAP_RATIO * kept and apart >= LEGS_APART_OF_HEIGHT * height[prev] and not hips_crossed:
-                state = not state
-                toggles.append(t)
-        elif prev >= 0:
+    for k, t in enumerate(now.tolist()):
+        if not close[k]:
             state = False  # a gap: start again from the labels as given
+        elif toggle[k]:
+            state = not state
+            toggles.append(t)
         swapped[t] = state
-        prev = t
     # Keep only closed runs of at most max_run frames.
     out = np.zeros(n, dtype=bool)
     toggled = set(toggles)
     starts = np.flatnonzero(swapped & ~np.r_[False, swapped[:-1]]) if n else []
     for s in starts:
         e = s
-        while e + 1 < n and (swapped[e + 1] or np.isnan(left[e + 1]).any() or np.isnan(right[e + 1]).any()):
+        while e + 1 < n and (swapped[e + 1] or not legs_seen[e + 1]):
             e += 1
         closed = e + 1 in toggled  # toggled back, not ended by a gap or the track's end
         if closed and frames[e] - frames[s] + 1 <= max_run:

@@ -22,52 +22,63 @@ SCHEMA_VERSION = "1.2"
 DECIMALS = 5  # ~0.01 px on a 4K frame for normalised coordinates; 0.01 mm in world
 
 
-def _rows(array: np.ndarray) -> list:
-    """Rounded nested lists with NaN -> None (JSON null)."""
-    rounded = np.round(array.astype(np.float64), DECIMALS)
-    return [[None if math.isnan(v) else v for v in row] for row in rounded.tolist()]
-
-
 def _value(v: float, decimals: int = 2) -> float | None:
     return None if math.isnan(v) else round(float(v), decimals)
 
 
-def _named(names, values, decimals: int = 2) -> dict:
-    return {name: _value(v, decimals) for name, v in zip(names, values.tolist())}
+def _values(values: list, decimals: int) -> list:
+    """``_value`` of each of ``values`` (Python floats)."""
+    return [None if math.isnan(v) else round(v, decimals) for v in values]
+
+
+def _lists(rounded: np.ndarray, has_nan: bool) -> list:
+    """Rounded rows as nested lists with NaN -> None (JSON null)."""
+    rows = rounded.tolist()
+    return [[None if math.isnan(v) else v for v in row] for row in rows] if has_nan else rows
 
 
 def frame_entries(analysis: Analysis):
-    """Yield one dict per frame, in order."""
+    """Yield one dict per frame, in order. The landmarks of every person shown are
+    rounded at once (numpy, ``DECIMALS``); the other values one by one with Python's
+    ``round`` (``_value``)."""
     track = analysis.track
-    detected = track.detected
     speed = analysis.speed_bh_s
+    frames, slots = np.nonzero(track.detected & track.sampled[:, None])  # the persons shown, in order
+    landmarks = np.concatenate([track.image_xyzv[frames, slots], track.presence[frames, slots][..., None]], axis=-1)
+    landmarks = np.round(landmarks.astype(np.float64), DECIMALS)
+    world = np.round(track.world_xyz[frames, slots].astype(np.float64), DECIMALS)
+    landmarks_nan, world_nan = np.isnan(landmarks).any(axis=(1, 2)), np.isnan(world).any(axis=(1, 2))
+    first = np.searchsorted(frames, np.arange(track.num_frames + 1))  # each frame's persons: first[f]:first[f + 1]
+    sampled = track.sampled.tolist()
     for f in range(track.num_frames):
         entry = {
             "frame": int(track.frame_index[f]),
             "timestamp_ms": round(float(track.timestamp_ms[f]), 3),
-            "analyzed": bool(track.sampled[f]),
+            "analyzed": bool(sampled[f]),
             "decoded": bool(track.decoded[f]),
             "persons": None,
         }
-        if track.sampled[f]:
+        if sampled[f]:
             persons = []
-            for slot in np.where(detected[f])[0]:
-                landmarks = np.concatenate([track.image_xyzv[f, slot], track.presence[f, slot][:, None]], axis=1)
+            for k in range(first[f], first[f + 1]):
+                slot = int(slots[k])
                 contact = int(analysis.contact[f, slot])
                 persons.append(
                     {
-                        "id": int(slot),
-                        "landmarks": _rows(landmarks),
-                        "world_landmarks": _rows(track.world_xyz[f, slot]),
-                        "angles": _named(ANGLE_NAMES, analysis.angles[f, slot]),
-                        "angular_velocity_deg_s": _named(ANGLE_NAMES, analysis.angular_velocity[f, slot], 1),
-                        "com_px": [_value(v, 1) for v in analysis.com_px[f, slot].tolist()],
+                        "id": slot,
+                        "landmarks": _lists(landmarks[k], landmarks_nan[k]),
+                        "world_landmarks": _lists(world[k], world_nan[k]),
+                        "angles": dict(zip(ANGLE_NAMES, _values(analysis.angles[f, slot].tolist(), 2))),
+                        "angular_velocity_deg_s": dict(
+                            zip(ANGLE_NAMES, _values(analysis.angular_velocity[f, slot].tolist(), 1))
+                        ),
+                        "com_px": _values(analysis.com_px[f, slot].tolist(), 1),
                         "com_height_bh": _value(analysis.com_height_bh[f, slot], 4),
                         "velocity_px_s": {
-                            name: [_value(v, 1) for v in pair]
+                            name: _values(pair, 1)
                             for name, pair in zip(VELOCITY_POINTS, analysis.velocity_px_s[f, slot].tolist())
                         },
-                        "speed_bh_s": _named(VELOCITY_POINTS, speed[f, slot], 3),
+                        "speed_bh_s": dict(zip(VELOCITY_POINTS, _values(speed[f, slot].tolist(), 3))),
                         "ground_contact": None if contact < 0 else bool(contact),
                     }
                 )

@@ -1,6 +1,10 @@
 """``output/<name>_report.html``: one self-contained page per video (plots and
 key frames embedded as data URIs): summary table, events, angle and
-centre-of-mass plots with the events marked, and a few annotated key frames."""
+centre-of-mass plots with the events marked, and a few annotated key frames.
+
+Drawing the plots is most of the work (a figure per analysed person): the
+writer's tasks draw them a few persons each, next to a task for the key
+frames, and the last task puts the page together from their images."""
 
 from __future__ import annotations
 
@@ -94,7 +98,13 @@ class _Series:
         return self._detected().sum(axis=1)
 
 
-def _plots(analysis: _Series, highlighted: tuple[str, ...]) -> list[tuple[str, str]]:
+def plotted_persons(summary: dict) -> list[int]:
+    """The persons the report draws a figure for, in order."""
+    return [p["id"] for p in summary["persons"] if p.get("analysed")]
+
+
+def _plots(analysis: _Series, highlighted: tuple[str, ...], persons: list[int] | None = None) -> list[tuple[str, str]]:
+    """(caption, PNG data URI) of each of ``persons`` (default: ``plotted_persons``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,7 +112,7 @@ def _plots(analysis: _Series, highlighted: tuple[str, ...]) -> list[tuple[str, s
     from matplotlib.patches import Patch
 
     times = analysis.times
-    persons = [p["id"] for p in analysis.summary["persons"] if p.get("analysed")]
+    persons = plotted_persons(analysis.summary) if persons is None else persons
     events = analysis.events
     legend_marks = [
         Patch(color="tab:orange", alpha=0.4, label="flight"),
@@ -207,14 +217,27 @@ def _person_rows(summary: dict) -> list[list]:
     return rows
 
 
-def write_report(path: str, video: str, info: VideoInfo, analysis: Analysis | AnalysisStore, settings: dict) -> str:
-    """Write the report for one video (from an Analysis or a stored one); returns its location."""
+def _annotator(info: VideoInfo, summary: dict) -> Annotator:
+    profile = SPORT_PROFILES[summary["sport_type"]]
+    return Annotator(fps=info.fps, frame_count=info.frame_count, angles=profile.angles[:4])
+
+
+def write_report(
+    path: str,
+    video: str,
+    info: VideoInfo,
+    analysis: Analysis | AnalysisStore,
+    settings: dict,
+    plots: list[tuple[str, str]] | None = None,
+    frames: list[tuple[str, str]] | None = None,
+) -> str:
+    """Write the report for one video (from an Analysis or a stored one); returns its location.
+    ``plots`` and ``frames``: the figures and key frames when drawn already (by the writer's tasks)."""
     analysis = _Series(analysis)
     summary = analysis.summary
     profile = SPORT_PROFILES[summary["sport_type"]]
-    annotator = Annotator(fps=info.fps, frame_count=info.frame_count, angles=profile.angles[:4])
-    plots = _plots(analysis, profile.angles)
-    frames = _key_frames(video, analysis, annotator)
+    plots = _plots(analysis, profile.angles) if plots is None else plots
+    frames = _key_frames(video, analysis, _annotator(info, summary)) if frames is None else frames
     person_table = _table(
         ["person", "frames", "quality", "visibility", "jumps", "best jump (m)", "mean flight (s)",
          "mean contact (s)", "repetitions", "counted on", "peak COM speed (BH/s)"],
@@ -262,9 +285,28 @@ def write_report(path: str, video: str, info: VideoInfo, analysis: Analysis | An
 
 
 # -- the writer ---------------------------------------------------------------------
-def report_task(path: str, video: str, info: VideoInfo, store: str, settings: dict) -> str:
-    """Task: the HTML report."""
-    return write_report(path, video, info, AnalysisStore(store), settings)
+PERSONS_PER_PLOT_TASK = 4  # figures drawn by one task (about 0.2 s each): the workers share a video's plots
+
+
+def report_plots_task(store: str, persons: tuple[int, ...]) -> list[tuple[str, str]]:
+    """Task: the figures of ``persons`` for the report's page."""
+    analysis = _Series(AnalysisStore(store))
+    return _plots(analysis, SPORT_PROFILES[analysis.summary["sport_type"]].angles, list(persons))
+
+
+def report_frames_task(video: str, info: VideoInfo, store: str) -> list[tuple[str, str]]:
+    """Task: the annotated key frames for the report's page."""
+    analysis = _Series(AnalysisStore(store))
+    return _key_frames(video, analysis, _annotator(info, analysis.summary))
+
+
+def report_task(
+    path: str, video: str, info: VideoInfo, store: str, settings: dict, *drawn: list[tuple[str, str]]
+) -> str:
+    """Task: the HTML report. ``drawn``: the results of the plot tasks, in order, then the key frames'."""
+    *plots, frames = drawn
+    figures = [figure for part in plots for figure in part]
+    return write_report(path, video, info, AnalysisStore(store), settings, plots=figures, frames=frames)
 
 
 class ReportWriter(OutputWriter):
@@ -278,5 +320,17 @@ class ReportWriter(OutputWriter):
         return storage.join(config.output_dir, f"{name}_report.html")
 
     def plan(self, video: VideoOutputs) -> OutputPlan:
+        persons = plotted_persons(AnalysisStore(video.store).summary)
+        groups = [tuple(persons[i : i + PERSONS_PER_PLOT_TASK]) for i in range(0, len(persons), PERSONS_PER_PLOT_TASK)]
+        tasks = [
+            OutputTask(report_plots_task, (video.store, group), f"report-plots-{video.name}-{k}", "report")
+            for k, group in enumerate(groups)
+        ]
+        tasks.append(
+            OutputTask(
+                report_frames_task, (video.source, video.info, video.store), f"report-frames-{video.name}", "report"
+            )
+        )
         args = (self.target(video), video.source, video.info, video.store, video.header["settings"])
-        return OutputPlan([OutputTask(report_task, args, f"report-{video.name}", "report")])
+        tasks.append(OutputTask(report_task, args, f"report-{video.name}", after=tuple(range(len(tasks)))))
+        return OutputPlan(tasks)

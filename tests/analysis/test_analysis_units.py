@@ -288,6 +288,49 @@ def test_fill_gaps_disabled_with_max_gap_zero():
     assert not filled.any()
 
 
+def _gappy_series(seed: int, frames: int, columns: int) -> np.ndarray:
+    """Random walks with NaN samples, NaN frames, an all-NaN column, and blocks spanning several ``COLUMNS_PER_BLOCK``."""
+    rng = np.random.default_rng(seed)
+    values = np.cumsum(rng.normal(0.0, 5.0, (frames, columns)), axis=0) + 300.0
+    values[rng.random((frames, columns)) < 0.2] = np.nan
+    values[rng.random(frames) < 0.1] = np.nan
+    values[:, 3] = np.nan
+    return values
+
+
+@pytest.mark.parametrize("max_gap", [1, 4])
+def test_fill_gaps_is_np_interp_between_the_gap_ends_bit_for_bit(max_gap):
+    values = _gappy_series(5, 400, 70)
+    expected, expected_filled = values.copy(), np.zeros(values.shape, dtype=bool)
+    for j in range(values.shape[1]):  # the reference: one gap at a time
+        for start, stop in filters.runs(np.isnan(values[:, j])):
+            if start == 0 or stop == len(values) or stop - start > max_gap:
+                continue
+            ends = [values[start - 1, j], values[stop, j]]
+            expected[start:stop, j] = np.interp(np.arange(start, stop), [start - 1, stop], ends)
+            expected_filled[start:stop, j] = True
+    out, filled = filters.fill_gaps(values, max_gap)
+    assert_array_equal(out.view(np.int64), expected.view(np.int64))
+    assert_array_equal(filled, expected_filled)
+
+
+def test_hampel_mask_equals_the_rule_applied_one_series_at_a_time():
+    values = _gappy_series(6, 5000, 5)  # rows over several blocks
+    values[100, 1] = 1e5
+    window, threshold, floor = 7, 3.5, 1.0
+    flat = filters._nearest_fill(values)
+    expected = np.zeros(values.shape, dtype=bool)
+    for j in range(values.shape[1]):  # the reference: one series at a time
+        windows = np.lib.stride_tricks.sliding_window_view(np.pad(flat[:, j], window // 2, mode="edge"), window)
+        median = np.median(windows, axis=1)
+        mad = np.median(np.abs(windows - median[:, None]), axis=1)
+        limit = np.maximum(threshold * filters.MAD_TO_SIGMA * mad, floor)
+        expected[:, j] = (np.abs(flat[:, j] - median) > limit) & ~np.isnan(values[:, j])
+    mask = filters.hampel_mask(values, window, threshold, floor)
+    assert mask[100, 1]
+    assert_array_equal(mask, expected)
+
+
 def test_hampel_flags_a_single_spike_on_a_linear_series():
     values = 2.0 * np.arange(40)
     values[17] += 50.0
