@@ -98,7 +98,8 @@ class SegmentWriter:
     yuv420p) or ``yuv420p`` / ``yuvj420p`` (I420 arrays of ``height * 3 / 2``
     rows, even sizes only: encoded as they are, no conversion). ``colour``:
     the stream's colour tags to keep (``colorspace``, ``color_primaries``,
-    ``color_trc``, ``color_range``: FFmpeg's names).
+    ``color_trc``, ``color_range``: FFmpeg's names); for I420 frames they say
+    what the frames are, and the encoded stream carries them unchanged.
 
     Use as a context manager: a clean exit finishes the file (``close``); an
     exception kills ffmpeg and removes the partial file. ``threads`` is passed
@@ -137,18 +138,19 @@ class SegmentWriter:
         self._proc: subprocess.Popen | None = None
         self._closed = False
         timescale = str(track_timescale(self.rate))
+        tags = [arg for option, value in sorted((colour or {}).items()) for arg in (f"-{option}", value)]
         command = [exe, *_QUIET, "-f", "rawvideo", "-pix_fmt", pixel_format, "-s", f"{width}x{height}"]
-        # The colour tags describe the input frames (options before ``-i``): given to the encoder
-        # only, they made ffmpeg convert the frames from its default (BT.601) to the tagged matrix
-        # or range, and it dropped the primaries and transfer tags.
-        for option, value in sorted((colour or {}).items()):
-            command += [f"-{option}", value]
+        # I420 frames: the tags describe the input (options before ``-i``). Given to the encoder only,
+        # they made ffmpeg convert the frames from its default (BT.601, video levels) to the tagged
+        # matrix or range, and drop the primaries and transfer tags.
+        command += tags if planar else []
         command += ["-r", str(self.rate), "-i", "-"]
         if width % 2 or height % 2:
             pad = f"pad={self.coded_size[0]}:{self.coded_size[1]}"
             command += ["-vf", f"{pad},fillborders=right={width % 2}:bottom={height % 2}:mode=smear"]
         command += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-threads", str(threads), "-bf", "0"]
         command += ["-pix_fmt", pixel_format if planar else "yuv420p"]
+        command += [] if planar else tags  # BGR frames: the encoder's, ffmpeg converts to them
         command += ["-fps_mode", "passthrough", "-an", "-video_track_timescale", timescale]
         command += ["-f", "mp4", str(self.path)]
         logger.debug("ffmpeg: %s", subprocess.list2cmdline(command))

@@ -7,6 +7,7 @@ import pytest
 from pipeline.errors import VideoError
 from pipeline.video import is_sampled, iter_frames, plan_chunks, probe_video
 from pipeline.video.plan import auto_batch_size
+from pipeline.video.reader import picture_format
 
 
 def test_probe_sample_clip(sample_video):
@@ -179,3 +180,68 @@ def test_variable_frame_rate_seeks_by_timestamp(tmp_path, sample_video, start):
     assert part[0][0] == start
     np.testing.assert_array_equal(part[0][1], whole[start][1])
     assert part_times == [times[start]] == [pytest.approx(media.vfr_timestamps_s()[start] * 1000, abs=0.5)]
+
+
+# -- the frame's own 4:2:0 planes (the annotated video draws on them) -------------------------------------------------
+
+
+def _i420_planes(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    height, width = frame.shape[0] * 2 // 3, frame.shape[1]
+    flat = frame.reshape(-1)
+    quarter = height * width // 4
+    u = flat[height * width : height * width + quarter].reshape(height // 2, width // 2)
+    v = flat[height * width + quarter :].reshape(height // 2, width // 2)
+    return frame[:height], u, v
+
+
+@pytest.fixture(scope="module")
+def portrait(tmp_path_factory, sample_video):
+    import media
+
+    return str(media.portrait_rotated(tmp_path_factory.mktemp("portrait"), sample_video))
+
+
+@pytest.mark.parametrize(
+    ("clip", "frames", "shown_hw"), [("portrait", (0, 17, 39), (640, 360)), ("sample", (0, 120), (994, 1768))]
+)
+def test_i420_frames_are_the_bgr_frames_planes(request, sample_video, clip, frames, shown_hw):
+    """The planes as a player shows them: the portrait clip's display matrix turns all three
+    (stored 640x360, shown 360 wide), and each converts to the ``bgr24`` frame of the same index."""
+    path = request.getfixturevalue("portrait") if clip == "portrait" else str(sample_video)
+    height, width = shown_hw
+    for index in frames:
+        ((_, planes),) = list(iter_frames(path, index, index + 1, pixel_format="i420"))
+        ((_, bgr),) = list(iter_frames(path, index, index + 1))
+        assert bgr.shape == (height, width, 3)
+        assert planes.shape == (height * 3 // 2, width) and planes.dtype == np.uint8
+        assert planes.flags["C_CONTIGUOUS"]
+        shown = cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420)
+        assert np.abs(shown.astype(int) - bgr).mean() < 3, index
+        # chroma turned with the luma (a plane left as stored has the same size here, 180x320 = 320x180)
+        _, u_ref, v_ref = _i420_planes(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420))
+        _, u, v = _i420_planes(planes)
+        assert np.abs(u.astype(int) - u_ref).mean() < 1.5 and np.abs(v.astype(int) - v_ref).mean() < 1.5, index
+
+
+def test_picture_format_of_the_sample_and_the_portrait_clip(sample_video, portrait):
+    sample = picture_format(sample_video)
+    assert (sample.pixel_format, sample.matrix, sample.full_range) == ("yuv420p", "bt709", False)
+    assert (sample.colorspace, sample.primaries, sample.transfer) == ("bt709", "bt709", "bt709")
+    assert sample.planar_420 and sample.i420_format == "yuv420p"
+    # the cut keeps the sample's tags (ffmpeg passes them on)
+    assert picture_format(portrait) == sample
+
+
+def test_picture_format_of_full_range_and_untagged_video(tmp_path, sample_video):
+    import media
+
+    full = tmp_path / "full.mp4"
+    media._from_sample(sample_video, full, 0, 2, "scale=320:180", codec=("-c:v", "libx264", "-pix_fmt", "yuvj420p"))
+    found = picture_format(full)
+    assert (found.pixel_format, found.full_range, found.i420_format) == ("yuvj420p", True, "yuvj420p")
+    untagged = media._small_clip(sample_video, tmp_path / "untagged.mp4", 0, 2)  # from raw frames: no tags
+    found = picture_format(untagged)
+    assert (found.pixel_format, found.matrix, found.full_range) == ("yuv420p", "bt601", False)
+    assert (found.colorspace, found.primaries, found.transfer) == (None, None, None)
+    with pytest.raises(ValueError, match="i420"):
+        list(iter_frames(str(sample_video), 0, 1, pixel_format="nv12"))

@@ -232,3 +232,99 @@ def test_join_failure_leaves_nothing_behind(tmp_path):
         join_segments(segments, tmp_path / "absent" / "joined.mp4", 30.0)
     assert list(out_dir.iterdir()) == []
     assert not (tmp_path / "absent").exists()
+
+
+# -- I420 frames encoded as they are ---------------------------------------------------------------------------------
+
+SAMPLE_TAGS = {"colorspace": "bt709", "color_primaries": "bt709", "color_trc": "bt709", "color_range": "tv"}
+
+
+def i420_planes(frame: np.ndarray) -> list[np.ndarray]:
+    height, width = frame.shape[0] * 2 // 3, frame.shape[1]
+    flat = frame.reshape(-1)
+    quarter = height * width // 4
+    u = flat[height * width : height * width + quarter].reshape(height // 2, width // 2)
+    v = flat[height * width + quarter :].reshape(height // 2, width // 2)
+    return [frame[:height], u, v]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10.0 * np.log10(255.0**2 / max(mse, 1e-12))
+
+
+def colour_bars(width: int, height: int) -> np.ndarray:
+    """I420 bars of saturated chroma over a luma ramp: any conversion of matrix or range shows."""
+    luma = np.tile(np.linspace(16, 235, width).astype(np.uint8), (height, 1))
+    u = np.zeros((height // 2, width // 2), np.uint8)
+    v = np.zeros((height // 2, width // 2), np.uint8)
+    u[:, : width // 4], u[:, width // 4 :] = 40, 210
+    v[: height // 4], v[height // 4 :] = 60, 220
+    return np.concatenate([luma.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(height * 3 // 2, width)
+
+
+def decode_i420(path: Path) -> tuple[dict, list[np.ndarray]]:
+    with av.open(str(path)) as container:
+        frames = list(container.decode(video=0))
+        first = frames[0]
+        facts = {
+            "codec": container.streams.video[0].codec_context.name,
+            "size": (first.width, first.height),
+            "pix_fmt": first.format.name,
+            "tags": (int(first.colorspace), int(first.color_primaries), int(first.color_trc), int(first.color_range)),
+        }
+        return facts, [frame.to_ndarray() for frame in frames]
+
+
+def test_i420_sample_frames_are_encoded_as_they_are(tmp_path, sample_video):
+    from pipeline.video.reader import iter_frames
+
+    source = [frame for _, frame in iter_frames(str(sample_video), 100, 108, pixel_format="i420")]
+    path = tmp_path / "planes.mp4"
+    with SegmentWriter(path, 1768, 994, 30.0, pixel_format="yuv420p", colour=SAMPLE_TAGS) as writer:
+        assert writer.frame_shape == (1491, 1768)
+        for frame in source:
+            writer.write(frame)
+    facts, decoded = decode_i420(path)
+    assert facts == {"codec": "h264", "size": (1768, 994), "pix_fmt": "yuv420p", "tags": (1, 1, 1, 1)}
+    assert len(decoded) == len(source)
+    for got, sent in zip(decoded, source):
+        (y, u, v), (y0, u0, v0) = i420_planes(got), i420_planes(sent)
+        assert psnr(y, y0) > 37 and psnr(u, u0) > 43 and psnr(v, v0) > 43  # measured 39.8, 46.7, 48.1 at least
+
+
+@pytest.mark.parametrize(
+    ("pixel_format", "colour", "tags"),
+    [
+        ("yuv420p", SAMPLE_TAGS, (1, 1, 1, 1)),
+        ("yuv420p", {"colorspace": "smpte170m", "color_range": "tv"}, (6, 2, 2, 1)),
+        ("yuvj420p", {"color_range": "pc"}, (2, 2, 2, 2)),
+        ("yuv420p", {"color_range": "pc"}, (2, 2, 2, 2)),  # full range flagged on yuv420p, as some phones write it
+        ("yuv420p", None, (2, 2, 2, 0)),
+    ],
+)
+def test_i420_colour_tags_describe_the_frames_without_converting_them(tmp_path, pixel_format, colour, tags):
+    bars = colour_bars(128, 96)
+    path = tmp_path / "bars.mp4"
+    with SegmentWriter(path, 128, 96, 25.0, pixel_format=pixel_format, colour=colour) as writer:
+        for _ in range(3):
+            writer.write(bars)
+    facts, decoded = decode_i420(path)
+    assert facts["tags"] == tags and facts["size"] == (128, 96) and len(decoded) == 3
+    for got, sent in zip(i420_planes(decoded[0]), i420_planes(bars)):
+        assert mean_diff(got, sent) < 1.5  # a conversion of matrix or range moves these bars by 9 to 28 levels
+
+
+def test_i420_writer_rejects_odd_sizes_and_other_layouts(tmp_path):
+    for width, height in ((333, 210), (332, 211)):
+        with pytest.raises(ValueError, match=f"even size, got {width}x{height}"):
+            SegmentWriter(tmp_path / "odd.mp4", width, height, 30.0, pixel_format="yuv420p")
+    with pytest.raises(ValueError, match="pixel_format"):
+        SegmentWriter(tmp_path / "nv12.mp4", 64, 48, 30.0, pixel_format="nv12")
+    assert list(tmp_path.iterdir()) == []
+    path = tmp_path / "bgr.mp4"
+    expected = r"expected a uint8 frame of shape \(72, 64\), got uint8 \(48, 64, 3\)"
+    with pytest.raises(ValueError, match=expected), SegmentWriter(path, 64, 48, 30.0, pixel_format="yuv420p") as writer:
+        writer.write(colour_bars(64, 48))
+        writer.write(np.zeros((48, 64, 3), np.uint8))
+    assert writer.frames_written == 1 and not path.exists()
