@@ -66,15 +66,18 @@ def _planes(frame) -> np.ndarray:
     if not turn:
         return image
     height, width = frame.height, frame.width
-    flat = image.reshape(-1)
-    quarter = height * width // 4
-    planes = (
-        image[:height],
-        flat[height * width : height * width + quarter].reshape(height // 2, width // 2),
-        flat[height * width + quarter :].reshape(height // 2, width // 2),
-    )
-    turned = [np.rot90(plane, k=-turn // 90).reshape(-1) for plane in planes]
+    turned = [np.rot90(plane, k=-turn // 90).reshape(-1) for plane in i420_planes(image)]
     return np.concatenate(turned).reshape(height * 3 // 2 if turn == 180 else width * 3 // 2, -1)
+
+
+def i420_planes(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y, U and V planes of an I420 array (``height * 3 / 2`` rows of ``width``, even sizes)."""
+    height, width = frame.shape[0] * 2 // 3, frame.shape[1]
+    flat = frame.reshape(-1)
+    quarter = height * width // 4
+    u = flat[height * width : height * width + quarter].reshape(height // 2, width // 2)
+    v = flat[height * width + quarter :].reshape(height // 2, width // 2)
+    return frame[:height], u, v
 
 
 @dataclass(frozen=True)

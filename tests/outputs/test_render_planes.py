@@ -19,7 +19,7 @@ from pipeline.outputs.annotate import PALETTE, Annotator, BgrCanvas, YuvCanvas, 
 from pipeline.outputs.render import RenderSpec, render_segment
 from pipeline.video.plan import ChunkSpec
 from pipeline.video.probe import probe_video
-from pipeline.video.reader import iter_frames
+from pipeline.video.reader import i420_planes, iter_frames
 
 FIRST, LAST = 60, 90  # sample frames analysed: the man on the box, fully in view
 DRAWN_FRAME = 70
@@ -147,15 +147,6 @@ def test_drawing_on_the_planes_matches_the_bgr_drawing(sample_video, analysed, m
     assert person.sum() > 1000
     assert np.median(difference[person]) <= 3
     assert np.percentile(difference[person], 75) <= 5
-
-
-def i420_planes(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    height, width = frame.shape[0] * 2 // 3, frame.shape[1]
-    flat = frame.reshape(-1)
-    quarter = height * width // 4
-    u = flat[height * width : height * width + quarter].reshape(height // 2, width // 2)
-    v = flat[height * width + quarter :].reshape(height // 2, width // 2)
-    return frame[:height], u, v
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

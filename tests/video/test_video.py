@@ -7,7 +7,7 @@ import pytest
 from pipeline.errors import VideoError
 from pipeline.video import is_sampled, iter_frames, plan_chunks, probe_video
 from pipeline.video.plan import auto_batch_size
-from pipeline.video.reader import picture_format
+from pipeline.video.reader import i420_planes, picture_format
 
 
 def test_probe_sample_clip(sample_video):
@@ -185,15 +185,6 @@ def test_variable_frame_rate_seeks_by_timestamp(tmp_path, sample_video, start):
 # -- the frame's own 4:2:0 planes (the annotated video draws on them) -------------------------------------------------
 
 
-def _i420_planes(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    height, width = frame.shape[0] * 2 // 3, frame.shape[1]
-    flat = frame.reshape(-1)
-    quarter = height * width // 4
-    u = flat[height * width : height * width + quarter].reshape(height // 2, width // 2)
-    v = flat[height * width + quarter :].reshape(height // 2, width // 2)
-    return frame[:height], u, v
-
-
 @pytest.fixture(scope="module")
 def portrait(tmp_path_factory, sample_video):
     import media
@@ -218,8 +209,8 @@ def test_i420_frames_are_the_bgr_frames_planes(request, sample_video, clip, fram
         shown = cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420)
         assert np.abs(shown.astype(int) - bgr).mean() < 3, index
         # chroma turned with the luma (a plane left as stored has the same size here, 180x320 = 320x180)
-        _, u_ref, v_ref = _i420_planes(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420))
-        _, u, v = _i420_planes(planes)
+        _, u_ref, v_ref = i420_planes(cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420))
+        _, u, v = i420_planes(planes)
         assert np.abs(u.astype(int) - u_ref).mean() < 1.5 and np.abs(v.astype(int) - v_ref).mean() < 1.5, index
 
 
