@@ -369,8 +369,10 @@ class VideoPipeline:
 
     def _analysis_work(self, run: VideoRun) -> Work:
         """The video's chunk records go to a Ray actor (once Ray is up); the summary comes back.
-        A track that is complete before Ray has started, and small enough for a Dask worker,
-        is analysed there by the same code instead of waiting (a short clip's critical path)."""
+        A track that is complete before the embedded Ray has started, and small enough for a
+        Dask worker, is analysed there by the same code instead of waiting (a short clip's
+        critical path). A Ray cluster the user named is always used, and waited for: its
+        failure to answer ends the run (exit 3) instead of going unnoticed."""
         info = run.result.info
         meta = TrackMeta(width=info.width, height=info.height, fps=info.fps)
         records = [run.records[spec.index] for spec in run.plan.specs]
@@ -380,7 +382,8 @@ class VideoPipeline:
 
         def start():
             self._advance(run, Stage.ANALYZE)
-            if not self.engines.ray_ready and weight <= self._plan_resources().worker_limit // 2:
+            embedded_ray = not self.config.resolved_ray_address
+            if embedded_ray and not self.engines.ray_ready and weight <= self._plan_resources().worker_limit // 2:
                 self.stats.video_mark(run.result.name, "analysis_on_dask")
                 params = self.config.resolved_analysis
                 label = f"analyze-{run.result.name}"

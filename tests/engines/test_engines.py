@@ -163,9 +163,12 @@ def test_attach_to_existing_clusters(tmp_path, sample_video, external_clusters):
     args = ["--video", str(sample_video), "--quality", "fast", "--batch_size", "100"]
     attached = run_cli(
         *args, "--models", "attached", "--dask_address", external_clusters["dask"],
-        "--ray-address", external_clusters["ray"], cwd=tmp_path, env=env,
+        "--ray-address", external_clusters["ray"], "--stats", "attached.json", cwd=tmp_path, env=env,
     )  # fmt: skip
     assert attached.returncode == 0, attached.stderr[-3000:]
+    # the named Ray cluster does the analysis (a short clip's Dask shortcut is for the embedded Ray's start)
+    phases = json.loads((tmp_path / "attached.json").read_text())["phases_s"]["videos"]["demo"]
+    assert "analysis" in phases and "analysis_on" not in phases, phases
     embedded = run_cli(*args, "--models", "embedded", cwd=tmp_path)
     assert embedded.returncode == 0, embedded.stderr[-3000:]
 
