@@ -254,10 +254,14 @@ OUTPUT_KEY_FIELDS = (
     "sample_fps",
     "sport_type",
     "render_video",
+    "video_height",
     "report",
     "analysis",
     "llm_data_dir",
 )
+
+# The smallest --video_height: below it the drawing's labels are unreadable.
+MIN_VIDEO_HEIGHT = 120
 
 
 @dataclass(frozen=True)
@@ -281,6 +285,7 @@ class PipelineConfig:
     chunk_retries: int = 2
     sport_type: str = DEFAULT_SPORT
     render_video: bool = True  # the annotated video in output_dir
+    video_height: int | None = None  # the annotated video scaled down to this height; None = the input's size
     report: bool = True  # the HTML report in output_dir
     analysis: AnalysisParams | None = None
     force: bool = False  # ignore the work folders of earlier runs (recompute everything)
@@ -305,6 +310,8 @@ class PipelineConfig:
             raise ConfigError(f"memory_limit is a fraction of system RAM in [{low}, {high}], got {self.memory_limit}")
         if self.analyzers is not None and self.analyzers < 1:
             raise ConfigError(f"analyzers must be >= 1 or auto, got {self.analyzers}")
+        if self.video_height is not None and self.video_height < MIN_VIDEO_HEIGHT:
+            raise ConfigError(f"video_height must be >= {MIN_VIDEO_HEIGHT} pixels, got {self.video_height}")
         check_sport(self.sport_type)
         if self.chunk_retries < 0:
             raise ConfigError(f"chunk_retries must be >= 0, got {self.chunk_retries}")
@@ -373,8 +380,11 @@ class PipelineConfig:
         (``batch_size``: the chunk size the plan used; it counts only when given by the user)."""
         settings = self.to_dict()
         settings["batch_size"] = batch_size if self.batch_size is not None else None
+        # A setting that is None unless given counts only when given: work folders of runs made
+        # before it existed stay valid.
+        optional = ("batch_size", "video_height")
         return {
-            name: settings[name] for name in OUTPUT_KEY_FIELDS if settings[name] is not None or name != "batch_size"
+            name: settings[name] for name in OUTPUT_KEY_FIELDS if settings[name] is not None or name not in optional
         }
 
 

@@ -130,3 +130,18 @@ def test_a_bad_num_poses_is_one_line_and_exit_2_before_any_engine(tmp_path, samp
     assert proc.stderr.count("\n") == 1  # the one line, nothing else
     assert time.perf_counter() - started < 20  # no engine was started: Ray alone takes longer
     assert not (tmp_path / "output").exists() and not (tmp_path / "models").exists()
+
+
+@pytest.mark.parametrize("value", ["100", "-720"])
+def test_a_too_small_video_height_is_one_line_and_exit_2(tmp_path, sample_video, value):
+    proc = run_cli("--video", str(sample_video), "--video_height", value, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert error_lines(proc.stderr) == [f"error: video_height must be >= 120 pixels, got {value}"]
+    assert not (tmp_path / "output").exists()
+
+
+def test_video_height_counts_in_the_output_key_only_when_given():
+    from pipeline.config import PipelineConfig
+
+    assert "video_height" not in PipelineConfig().output_key(100)  # earlier runs' work folders stay valid
+    assert PipelineConfig(video_height=720).output_key(100)["video_height"] == 720

@@ -82,20 +82,23 @@ class Annotator:
         self.draw(BgrCanvas(out), view, row)
         return out
 
-    def draw(self, canvas: Canvas, view: Analysis, row: int) -> None:
-        """Draw row ``row`` of ``view`` on ``canvas``, in place."""
+    def draw(self, canvas: Canvas, view: Analysis, row: int, zoom: tuple[float, float] = (1.0, 1.0)) -> None:
+        """Draw row ``row`` of ``view`` on ``canvas``, in place. ``zoom``: the canvas's size over
+        the input frame's, in x and y (the landmarks are in the input's pixels)."""
         width, height = canvas.size
         scale = max(0.5, min(width, height) / 720.0)
         thickness = max(1, int(round(2 * scale)))
+        factor = None if zoom == (1.0, 1.0) else np.asarray(zoom, np.float32)
         for slot in range(view.track.num_slots):
-            points = view.landmarks_px[row, slot]
+            points, com = view.landmarks_px[row, slot], view.com_px[row, slot]
             if np.isnan(points[:, 0]).all():
                 continue
+            if factor is not None:
+                points, com = points * factor, com * factor
             colour = PALETTE[slot % len(PALETTE)]
             self._skeleton(canvas, points, colour, thickness)
             self._angle_labels(canvas, points, view.angles[row, slot], scale, thickness)
             self._person_id(canvas, points, slot, colour, scale, thickness)
-            com = view.com_px[row, slot]
             if np.isfinite(com).all():
                 canvas.cross(_pt(com), int(18 * scale), (255, 255, 255), thickness)
         frame_number = int(view.track.frame_index[row])

@@ -22,7 +22,7 @@ from pipeline.outputs.annotate import Annotator, BgrCanvas, YuvCanvas
 from pipeline.outputs.registry import DiskNeed, OutputPlan, OutputTask, OutputWriter, VideoOutputs
 from pipeline.storage import local_path
 from pipeline.video.probe import VideoInfo
-from pipeline.video.reader import iter_frames, picture_format
+from pipeline.video.reader import i420_planes, iter_frames, picture_format
 from pipeline.video.writer import SegmentWriter, join_segments
 
 
@@ -39,6 +39,22 @@ class RenderSpec:
     height: int
     fps: float
     threads: int = 1  # the encoder's threads: the cores of the worker that renders it
+    output_size: tuple[int, int] | None = None  # (width, height) written; None: the input's
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        return self.output_size or (self.width, self.height)
+
+
+def scaled_size(width: int, height: int, video_height: int | None) -> tuple[int, int]:
+    """The annotated video's size for ``--video_height``: the input's when None or not
+    smaller, else ``video_height`` (rounded down to even) and the width that keeps the
+    aspect ratio, rounded to even (4:2:0 needs both)."""
+    if video_height is None or video_height >= height:
+        return width, height
+    out_height = max(2, video_height - video_height % 2)
+    out_width = max(2, int(round(width * out_height / height / 2)) * 2)
+    return out_width, out_height
 
 
 def segment_folder(output: Path, name: str) -> Path:
@@ -49,14 +65,18 @@ def segment_folder(output: Path, name: str) -> Path:
 
 
 def plan_segments(
-    video: str, folder: Path, frames: int, width: int, height: int, fps: float, bounds, threads: int = 1
-) -> list[RenderSpec]:
+    video: str, folder: Path, frames: int, width: int, height: int, fps: float, bounds, threads: int = 1,
+    video_height: int | None = None,
+) -> list[RenderSpec]:  # fmt: skip
     """Segments over ``[0, frames)`` split at ``bounds`` (the extraction chunk starts), each
-    encoded with ``threads`` threads (the cores of the worker that renders it)."""
+    encoded with ``threads`` threads (the cores of the worker that renders it), scaled down
+    to ``video_height`` (:func:`scaled_size`)."""
     starts = sorted({b for b in bounds if 0 < b < frames} | {0})
     stops = starts[1:] + [frames]
+    size = scaled_size(width, height, video_height)
+    size = None if size == (width, height) else size
     return [
-        RenderSpec(video, i, a, b, str(folder / f"segment-{i:05d}.mp4"), width, height, fps, threads)
+        RenderSpec(video, i, a, b, str(folder / f"segment-{i:05d}.mp4"), width, height, fps, threads, size)
         for i, (a, b) in enumerate(zip(starts, stops))
     ]
 
@@ -68,11 +88,16 @@ def render_segment(spec: RenderSpec, view: Analysis, annotator: Annotator) -> in
     A frame of even size is drawn on its own 4:2:0 planes and encoded from them:
     decoded once, never converted to BGR and back, the source's colour tags kept.
     An odd-sized frame (which 4:2:0 cannot hold exactly) goes through BGR and is
-    padded by the writer."""
+    padded by the writer. With ``spec.output_size``, each frame is scaled down
+    (plane by plane, see ``_shrink``) before it is drawn on."""
     if view.track.num_frames != spec.stop - spec.start:
         raise ValueError(f"view: expected {spec.stop - spec.start} frames, got {view.track.num_frames}")
     picture = picture_format(spec.video)
     planar = spec.width % 2 == 0 and spec.height % 2 == 0
+    out_width, out_height = spec.out_size
+    scaled = spec.out_size != (spec.width, spec.height)
+    zoom = (out_width / spec.width, out_height / spec.height)
+    source_shape = (spec.height * 3 // 2, spec.width) if planar else (spec.height, spec.width, 3)
     if planar:
         pixel_format, codec_format = "i420", picture.i420_format
         colour = {"color_range": "pc" if picture.full_range else "tv"}
@@ -82,7 +107,7 @@ def render_segment(spec: RenderSpec, view: Analysis, annotator: Annotator) -> in
         pixel_format, codec_format, colour = "bgr24", "bgr24", None
     written = 0
     writer = SegmentWriter(
-        Path(spec.segment_path), spec.width, spec.height, spec.fps,
+        Path(spec.segment_path), out_width, out_height, spec.fps,
         threads=spec.threads, pixel_format=codec_format, colour=colour,
     )  # fmt: skip
     with writer:
@@ -93,12 +118,14 @@ def render_segment(spec: RenderSpec, view: Analysis, annotator: Annotator) -> in
                 frame = (
                     _black(writer.frame_shape, picture.full_range) if planar else np.zeros(writer.frame_shape, np.uint8)
                 )
-            if frame.shape != writer.frame_shape:
+            elif frame.shape != source_shape:
                 raise VideoError(spec.video, f"frame {index} is not {spec.width}x{spec.height} like the first")
+            elif scaled:
+                frame = _scaled(frame, out_width, out_height, planar)
             if planar:
-                annotator.draw(YuvCanvas(frame, picture.matrix, picture.full_range), view, row)
+                annotator.draw(YuvCanvas(frame, picture.matrix, picture.full_range), view, row, zoom)
             else:
-                annotator.draw(BgrCanvas(frame), view, row)
+                annotator.draw(BgrCanvas(frame), view, row, zoom)
             writer.write(frame)
             written += 1
     if written != spec.stop - spec.start:
@@ -107,6 +134,26 @@ def render_segment(spec: RenderSpec, view: Analysis, annotator: Annotator) -> in
             spec.video, f"decoding stopped at frame {spec.start + written} while rendering (expected {spec.stop})"
         )
     return written
+
+
+def _scaled(frame: np.ndarray, width: int, height: int, planar: bool) -> np.ndarray:
+    """``frame`` (I420 when ``planar``, else BGR) scaled down to ``width`` x ``height`` (even)."""
+    if not planar:
+        return _shrink(frame, width, height)
+    out = np.empty((height * 3 // 2, width), np.uint8)
+    for source, target in zip(i420_planes(frame), i420_planes(out)):
+        target[...] = _shrink(source, target.shape[1], target.shape[0])
+    return out
+
+
+def _shrink(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Halved by 2x2 averages while at least twice too large, then bilinear: free of aliasing
+    like area averaging, at a fifth of its cost at a non-integer ratio (docs/benchmarks.md)."""
+    import cv2
+
+    while image.shape[1] >= 2 * width and image.shape[0] >= 2 * height:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def _black(shape: tuple[int, ...], full_range: bool) -> np.ndarray:
@@ -157,7 +204,8 @@ class AnnotatedVideoWriter(OutputWriter):
 
     def disk_need(self, config: PipelineConfig, info: VideoInfo) -> DiskNeed:
         # Segments and the joined file exist side by side until the join ends.
-        nbytes = 2 * int(info.frame_count * info.width * info.height * VIDEO_BYTES_PER_PIXEL)
+        width, height = scaled_size(info.width, info.height, config.video_height)
+        nbytes = 2 * int(info.frame_count * width * height * VIDEO_BYTES_PER_PIXEL)
         return DiskNeed(config.output_dir, self.label, nbytes)
 
     def plan(self, video: VideoOutputs) -> OutputPlan:
@@ -165,7 +213,7 @@ class AnnotatedVideoWriter(OutputWriter):
         folder = segment_folder(local_path(target).parent, video.name)
         segments = plan_segments(
             video.source, folder, video.frames, info.width, info.height, info.fps, video.chunk_starts,
-            threads=video.cores_per_task,
+            threads=video.cores_per_task, video_height=video.config.video_height,
         )  # fmt: skip
         profile = SPORT_PROFILES[video.config.sport_type]
         annotator = Annotator(fps=info.fps, frame_count=video.frames, angles=profile.angles[:4])

@@ -218,3 +218,18 @@ def test_cli_no_video_and_sport_type(tmp_path, clips):
     assert document["settings"]["sport_type"] == "jump"
     assert document["summary"]["highlights"]["event_types"] == ["jump", "drop", "contact"]
     assert document["summary"]["event_counts"]["jump"] == 2
+
+
+def test_video_height_scales_the_annotated_video_only(tmp_path, sample_video):
+    """``--video_height 360`` on the 1768x994 sample: a 640x360 annotated video with every frame;
+    the pose JSON keeps the input's pixels and records the setting."""
+    args = ("--video", str(sample_video), "--quality", "fast", "--no_report", "--no_llm_data", "--video_height", "360")
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with av.open(str(tmp_path / "output" / "demo_annotated.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (640, 360)
+        assert sum(1 for _ in container.decode(stream)) == 230
+    header = json.loads((tmp_path / "models" / "demo_pose.json").read_text())
+    assert (header["video"]["width"], header["video"]["height"]) == (1768, 994)
+    assert header["settings"]["video_height"] == 360

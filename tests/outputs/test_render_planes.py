@@ -1,7 +1,8 @@
 """Drawing on a frame's own 4:2:0 planes and the annotated video encoded from them, on the real
 sample clip: the I420 drawing against the BGR one, the colour conversion, and render_segment's
 output against its source (pixels far from the drawing, colour tags, frame count), for an even
-size (the planes) and an odd one (the BGR path)."""
+size (the planes) and an odd one (the BGR path), at the input's size and scaled down
+(``--video_height``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from pipeline.analysis.analyzer import Analyzer, TrackMeta
 from pipeline.config import PipelineConfig
 from pipeline.outputs.annotate import PALETTE, Annotator, BgrCanvas, YuvCanvas, ycbcr
-from pipeline.outputs.render import RenderSpec, render_segment
+from pipeline.outputs.render import RenderSpec, render_segment, scaled_size
 from pipeline.video.plan import ChunkSpec
 from pipeline.video.probe import probe_video
 from pipeline.video.reader import i420_planes, iter_frames
@@ -242,3 +243,68 @@ def test_render_segment_of_an_odd_size_goes_through_bgr(tmp_path, sample_video, 
     picture = pictures[row][:211, :333]
     assert psnr(picture[far], bgr[far]) > 30
     assert psnr(picture[changed], drawn[changed]) > psnr(picture[changed], bgr[changed]) + 6  # drawn, not bare
+
+
+@pytest.mark.parametrize(
+    "size, video_height, expected",
+    [
+        ((1768, 994), None, (1768, 994)),  # the default: the input's size
+        ((1768, 994), 994, (1768, 994)),
+        ((1768, 994), 2160, (1768, 994)),  # never up
+        ((1768, 994), 360, (640, 360)),  # 640.3 wide
+        ((1768, 994), 721, (1280, 720)),  # both even (1280.6 wide)
+        ((1080, 1920), 720, (404, 720)),  # portrait: 405 wide, to even
+        ((333, 211), 120, (190, 120)),  # an odd input scaled to an even size
+    ],
+)
+def test_scaled_size_keeps_the_aspect_ratio_in_even_sizes(size, video_height, expected):
+    assert scaled_size(*size, video_height) == expected
+
+
+def test_render_segment_scaled_down_draws_at_the_scaled_landmarks(tmp_path, sample_video, analysed):
+    """``--video_height 360``: every frame is scaled to 640x360 on its planes, then drawn with the
+    landmarks scaled alike; the result matches the BGR drawing on the source frame scaled down."""
+    info, analysis = analysed
+    start, stop = 64, 84
+    size = scaled_size(info.width, info.height, 360)
+    annotator = Annotator(fps=info.fps, frame_count=info.frame_count)
+    spec = RenderSpec(
+        str(sample_video), 0, start, stop, str(tmp_path / "small.mp4"), info.width, info.height, info.fps, 2, size
+    )
+    view = analysis.frames(start, stop)
+    assert render_segment(spec, view, annotator) == stop - start
+
+    facts, frames = decoded(Path(spec.segment_path))
+    assert (facts["size"], facts["pix_fmt"], facts["colorspace"], facts["color_range"]) == (size, "yuv420p", 1, 1)
+    assert len(frames) == stop - start
+    scale = np.array([size[0] / info.width, size[1] / info.height], np.float32)
+    small_view = replace(view, landmarks_px=view.landmarks_px * scale, com_px=view.com_px * scale)
+    for row in (0, DRAWN_FRAME - start, stop - start - 1):
+        bgr = cv2.resize(one_frame(sample_video, start + row, "bgr24"), size, interpolation=cv2.INTER_AREA)
+        drawn = annotator.annotate(bgr, small_view, row)
+        changed = np.any(drawn != bgr, axis=2)
+        assert changed.mean() > 0.01  # the man, his angles and the clock are drawn
+        far = ~cv2.dilate(changed.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+        shown = np.clip(bgr_from_i420(frames[row], "bt709", full_range=False), 0, 255)
+        assert psnr(shown[far], bgr[far]) > 28, row  # the picture, scaled down, not shifted
+        # The drawing is where the scaled landmarks are: much nearer the BGR drawing than the bare frame.
+        assert psnr(shown[changed], drawn[changed]) > psnr(shown[changed], bgr[changed]) + 6, row
+
+
+def test_render_segment_of_an_odd_size_scaled_down(tmp_path, sample_video, analysed):
+    """An odd input (the BGR path) scaled to an even size: no padding, every frame."""
+    import media
+
+    info, analysis = analysed
+    clip = media.odd_size(tmp_path / "clip", sample_video)
+    small = probe_video(str(clip))
+    size = scaled_size(small.width, small.height, 120)
+    scale = np.array([small.width / info.width, small.height / info.height], np.float32)
+    view = replace(analysis, landmarks_px=analysis.landmarks_px * scale, com_px=analysis.com_px * scale)
+    annotator = Annotator(fps=small.fps, frame_count=small.frame_count)
+    spec = RenderSpec(str(clip), 0, 0, small.frame_count, str(tmp_path / "odd.mp4"), 333, 211, small.fps, 1, size)
+    assert render_segment(spec, view, annotator) == small.frame_count
+    with av.open(spec.segment_path) as container:
+        context = container.streams.video[0].codec_context
+        assert (context.width, context.height) == (190, 120)
+        assert sum(1 for _ in container.decode(video=0)) == small.frame_count
