@@ -53,11 +53,11 @@ class Engines:
         if embedded and sys.platform.startswith("linux"):
             self._watchdog = Watchdog()
             logger.debug("watchdog process %d", self._watchdog.pid)
-        self._ray_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ray-start")
-        self._ray_future = self._ray_thread.submit(self._start_ray, plan)
         self.stats.mark("dask_start")
         self.dask = DaskEngine(self.config.resolved_dask_address, plan.workers, plan.worker_limit)
         self.stats.mark("dask_ready")
+        self._ray_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ray-start")
+        self._ray_future = self._ray_thread.submit(self._start_ray, plan)
 
     def check_addresses(self) -> None:
         """ClusterError within seconds when an address the user gave cannot be reached."""

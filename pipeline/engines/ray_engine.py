@@ -15,6 +15,7 @@ configuration (the command line shows them with ``--verbose``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -214,6 +215,8 @@ class RayEngine:
         stopped too (what is left of it), without raising."""
         if not self._ray.is_initialized():
             return
+        if self._started:
+            _stop_monitor(self._ray)
         if self.problem() is None:
             self._ray.shutdown()
             return
@@ -221,6 +224,18 @@ class RayEngine:
             self._ray.shutdown()
         except Exception as exc:  # noqa: BLE001 - what Ray raises while stopping a dead node is of no use
             logger.debug("stopping the dead Ray instance: %s", exc)
+
+
+def _stop_monitor(ray) -> None:
+    """Kill the embedded node's autoscaler monitor, which keeps nothing the run needs: given
+    SIGTERM by ``ray.shutdown`` it takes the whole second Ray waits before SIGKILL, one by one
+    after the other processes (the stop went from 1.35 s to 0.35 s, docs/benchmarks.md)."""
+    node = ray._private.worker._global_node
+    for info in node.all_processes.get("monitor", []) if node is not None else []:
+        if info.process.poll() is None:
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                info.process.kill()
+                info.process.wait(timeout=5)
 
 
 def _vital_processes(ray) -> list[tuple[str, subprocess.Popen]]:
