@@ -179,10 +179,17 @@ class Analyzer:
                 out[name][rows, slot] = values
             del series.arrays["landmarks_px"]  # the largest series; the summary does not read it
             events.extend(series.events(linked.frame_index[rows], times))
-        # Frames skipped by --sample_fps: interpolate the drawing landmarks between analysed neighbours.
+        # Frames skipped by --sample_fps: interpolate the drawing landmarks between analysed neighbours,
+        # person by person over the frames from their first to their last (where every interior gap
+        # is): the same values as over the whole video, without a float64 copy of every slot.
         if len(rows) < frames and len(rows) > 1:
             step = int(np.max(np.diff(rows)))
-            out["landmarks_px"] = filters.fill_gaps(out["landmarks_px"], step)[0].astype(np.float32)
+            landmarks = out["landmarks_px"]
+            for slot in range(slots):
+                held = np.flatnonzero(~np.isnan(landmarks[:, slot]).all(axis=(1, 2)))
+                if len(held) > 1:
+                    part = slice(held[0], held[-1] + 1)
+                    landmarks[part, slot] = filters.fill_gaps(landmarks[part, slot], step)[0]
         events.sort(key=lambda e: (e["start_frame"], e["person"]))
         summary = summarize(linked, persons, events, p, tracking)
         return Analysis(track=linked, events=tuple(events), summary=summary, **out)
