@@ -229,7 +229,7 @@ class RayEngine:
 def _stop_monitor(ray) -> None:
     """Kill the embedded node's autoscaler monitor, which keeps nothing the run needs: given
     SIGTERM by ``ray.shutdown`` it takes the whole second Ray waits before SIGKILL, one by one
-    after the other processes (the stop went from 1.35 s to 0.35 s, docs/benchmarks.md)."""
+    after the other processes (the stop went from 1.35 s to 0.32 s, docs/benchmarks.md)."""
     node = ray._private.worker._global_node
     for info in node.all_processes.get("monitor", []) if node is not None else []:
         if info.process.poll() is None:
