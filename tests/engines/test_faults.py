@@ -108,12 +108,12 @@ class Run:
             time.sleep(0.05)
 
     def wait_extracting(self) -> None:
-        """Until Ray runs with its agents and a first chunk is on disk."""
-        self.wait_until(
-            lambda: (
-                all(self.find(name) for name in ("raylet", "DashboardAgent", "RuntimeEnvAgent")) and _chunks(self.cwd)
-            )
-        )
+        """Until Ray has started (its agents and the first analyzer actor run) and a first chunk is
+        on disk. The actor exists only once the driver is connected: a raylet killed while the
+        driver still registers with it makes Ray's core worker end the driver process (exit 1,
+        nothing Python can catch), which is not the mid-run fault these tests are about."""
+        names = ("raylet", "DashboardAgent", "RuntimeEnvAgent", "ray::Analyzer")
+        self.wait_until(lambda: all(self.find(name) for name in names) and _chunks(self.cwd))
 
     def stderr(self) -> str:
         return self.err.read_text()
