@@ -28,6 +28,7 @@ old or the new file, never a partial one.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import socket
@@ -50,6 +51,9 @@ WORK_FOLDER = ".work"
 MANIFEST = "manifest.json"
 LOCK_SUFFIX = ".lock"
 FORMAT_VERSION = 1
+# The stored analysis' layout (``pipeline.analysis.store``); one of another layout is redone.
+# 2: per-frame arrays in lanes, with the person id of each lane and frame.
+ANALYSIS_FORMAT = 2
 HEAD_BYTES = 1024**2
 
 
@@ -218,7 +222,12 @@ class WorkFolder:
 
     @property
     def has_analysis(self) -> bool:
-        return (self.analysis_folder / "meta.json").exists()
+        """A complete stored analysis of the current layout (``ANALYSIS_FORMAT``) is here."""
+        try:
+            meta = json.loads((self.analysis_folder / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return meta.get("format") == ANALYSIS_FORMAT
 
     def drop_analysis(self) -> None:
         storage.remove_tree(self.analysis_folder)

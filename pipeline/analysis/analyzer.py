@@ -30,7 +30,7 @@ from pipeline.config import AnalysisParams
 from pipeline.pose.skeleton import ANGLE_NAMES
 from pipeline.pose.types import PoseChunk
 
-__all__ = ["Analysis", "AnalysisParams", "Analyzer", "TrackMeta"]
+__all__ = ["Analysis", "AnalysisParams", "Analyzer", "TrackMeta", "person_spans", "person_values"]
 
 # A landmark must also move this far (fraction of the frame diagonal) off its
 # window's median to be an outlier: MediaPipe's jitter below it is left to smoothing.
@@ -48,20 +48,25 @@ class TrackMeta:
 
 @dataclass(frozen=True)
 class Analysis:
-    """Result of analysing one track (F frames, P person slots).
+    """Result of analysing one track (F frames, N lanes, P persons).
 
-    - ``track``: the landmarks as found, person slots linked (slot k = one person);
-    - ``landmarks_px`` float32 [F, P, L, 2]: cleaned, smoothed image landmarks
+    The per-frame arrays are laid out in lanes (``tracking.Linking``): a lane holds
+    one person at a time, and ``person`` says whose it is in each frame, so their
+    size follows how many persons are around at once, not how many the video has.
+
+    - ``track``: the landmarks as found, linked into lanes;
+    - ``person`` int32 [F, N]: the person id of each lane and frame, -1 where none;
+    - ``landmarks_px`` float32 [F, N, L, 2]: cleaned, smoothed image landmarks
       in pixels (frames skipped by ``sample_fps`` interpolated, for drawing);
-    - ``angles`` / ``angular_velocity`` float32 [F, P, A]: degrees and deg/s
+    - ``angles`` / ``angular_velocity`` float32 [F, N, A]: degrees and deg/s
       from the world landmarks (3D, independent of the view), NaN where a
       landmark is not visible enough;
-    - ``com_px`` float32 [F, P, 2]; ``com_height_bh`` float32 [F, P]: centre of
+    - ``com_px`` float32 [F, N, 2]; ``com_height_bh`` float32 [F, N]: centre of
       mass height above the person's lowest foot level, in body heights;
-    - ``velocity_px_s`` float32 [F, P, V, 2]: velocity of the centre of mass and
+    - ``velocity_px_s`` float32 [F, N, V, 2]: velocity of the centre of mass and
       of every segment's centre (``VELOCITY_POINTS``), pixels/s;
-    - ``body_height_px`` float64 [P]; divide a pixel speed by it for body heights/s;
-    - ``contact`` int8 [F, P]: 1 foot on the ground, 0 airborne, -1 unknown;
+    - ``body_height_px`` float64 [P], by person id; divide a pixel speed by it for body heights/s;
+    - ``contact`` int8 [F, N]: 1 foot on the ground, 0 airborne, -1 unknown;
     - ``events``: plain dicts (jumps, drops, contacts, repetitions);
     - ``summary``: plain dict, JSON-ready.
     """
@@ -75,6 +80,7 @@ class Analysis:
     velocity_px_s: np.ndarray
     body_height_px: np.ndarray
     contact: np.ndarray
+    person: np.ndarray
     events: tuple = ()
     summary: dict = field(default_factory=dict)
 
@@ -87,8 +93,9 @@ class Analysis:
             "com_px": (f, p, 2),
             "com_height_bh": (f, p),
             "velocity_px_s": (f, p, len(VELOCITY_POINTS), 2),
-            "body_height_px": (p,),
+            "body_height_px": (len(self.body_height_px),),
             "contact": (f, p),
+            "person": (f, p),
         }
         for name, shape in expected.items():
             if getattr(self, name).shape != shape:
@@ -96,10 +103,16 @@ class Analysis:
 
     @property
     def speed_bh_s(self) -> np.ndarray:
-        """float32 [F, P, V]: speeds of ``VELOCITY_POINTS`` in body heights per second."""
+        """float32 [F, N, V]: speeds of ``VELOCITY_POINTS`` in body heights per second."""
         speed = np.linalg.norm(self.velocity_px_s, axis=-1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return (speed / self.body_height_px[None, :, None]).astype(np.float32)
+            return (speed / lane_values(self.body_height_px, self.person)[..., None]).astype(np.float32)
+
+    def of_person(self, name: str, person: int) -> np.ndarray:
+        """The series ``name`` (one of the per-frame arrays) of one person: ``[F, ...]``,
+        NaN (-1 for ``contact``) where the person is not around."""
+        fill = -1 if name == "contact" else np.nan
+        return person_values(getattr(self, name), self.person, person, fill)
 
     def frames(self, start: int, stop: int) -> Analysis:
         """The rows of frames ``[start, stop)`` (frame numbers); events and summary stay whole."""
@@ -115,6 +128,7 @@ class Analysis:
             velocity_px_s=self.velocity_px_s[rows],
             body_height_px=self.body_height_px,
             contact=self.contact[rows],
+            person=self.person[rows],
             events=self.events,
             summary=self.summary,
         )
@@ -128,71 +142,90 @@ class Analyzer:
         self.params = params or AnalysisParams()
 
     def __call__(self, track: PoseChunk, meta: TrackMeta) -> Analysis:
-        linked, tracking = self.link_counted(track, meta)
-        return self.analyze_linked(linked, meta, tracking)
+        linked, person, tracking = self.link_counted(track, meta)
+        return self.analyze_linked(linked, meta, tracking, person)
 
-    def link(self, track: PoseChunk, meta: TrackMeta) -> PoseChunk:
-        """The track with its person slots following people, ordered (``link_tracks``): a copy."""
-        return self.link_counted(track, meta)[0]
+    def link(self, track: PoseChunk, meta: TrackMeta) -> tuple[PoseChunk, np.ndarray]:
+        """The track linked into lanes (``link_tracks``; a copy), and whose each lane is per frame."""
+        return self.link_counted(track, meta)[:2]
 
-    def link_counted(self, track: PoseChunk, meta: TrackMeta) -> tuple[PoseChunk, dict]:
+    def link_counted(self, track: PoseChunk, meta: TrackMeta) -> tuple[PoseChunk, np.ndarray, dict]:
         """``link``, and what linking dropped and joined (the summary's ``tracking`` block).
         A caller that owns ``track`` can drop it before ``analyze_linked``: one copy less at the peak."""
         p = self.params
         linking = link_tracks(
             track.image_xyzv, meta.width, meta.height, p.max_track_gap_frames, meta.fps, p.min_track_frames
         )
-        return track.reorder(linking.order), linking.counts()
+        return track.reorder(linking.order), linking.person, linking.counts()
 
-    def analyze_linked(self, linked: PoseChunk, meta: TrackMeta, tracking: dict | None = None) -> Analysis:
-        """Analyse a track whose slots ``link_counted`` has already linked (``tracking``: its counts)."""
+    def analyze_linked(
+        self, linked: PoseChunk, meta: TrackMeta, tracking: dict | None = None, person: np.ndarray | None = None
+    ) -> Analysis:
+        """Analyse a track that ``link_counted`` has already linked into lanes (``person``:
+        whose each lane is per frame; ``tracking``: the counts). Without ``person``, slot k
+        is person k over the whole track."""
         p = self.params
         tracking = tracking if tracking is not None else {"person_order": PERSON_ORDER}
-        frames, slots = linked.num_frames, linked.num_slots
+        frames, lanes = linked.num_frames, linked.num_slots
+        if person is None:
+            person = np.tile(np.arange(lanes, dtype=np.int32), (frames, 1))
+        spans = person_spans(person)
         out = {
-            "landmarks_px": np.full((frames, slots, linked.num_landmarks, 2), np.nan, np.float32),
-            "angles": np.full((frames, slots, len(ANGLE_NAMES)), np.nan, np.float32),
-            "angular_velocity": np.full((frames, slots, len(ANGLE_NAMES)), np.nan, np.float32),
-            "com_px": np.full((frames, slots, 2), np.nan, np.float32),
-            "com_height_bh": np.full((frames, slots), np.nan, np.float32),
-            "velocity_px_s": np.full((frames, slots, len(VELOCITY_POINTS), 2), np.nan, np.float32),
-            "body_height_px": np.full(slots, np.nan),
-            "contact": np.full((frames, slots), -1, np.int8),
+            "landmarks_px": np.full((frames, lanes, linked.num_landmarks, 2), np.nan, np.float32),
+            "angles": np.full((frames, lanes, len(ANGLE_NAMES)), np.nan, np.float32),
+            "angular_velocity": np.full((frames, lanes, len(ANGLE_NAMES)), np.nan, np.float32),
+            "com_px": np.full((frames, lanes, 2), np.nan, np.float32),
+            "com_height_bh": np.full((frames, lanes), np.nan, np.float32),
+            "velocity_px_s": np.full((frames, lanes, len(VELOCITY_POINTS), 2), np.nan, np.float32),
+            "body_height_px": np.full(len(spans), np.nan),
+            "contact": np.full((frames, lanes), -1, np.int8),
         }
         rows = np.flatnonzero(linked.sampled)
         times = linked.timestamp_ms[rows] / 1000.0
         rate = (len(rows) - 1) / (times[-1] - times[0]) if len(rows) > 1 and times[-1] > times[0] else meta.fps
+        # The sampling period of the whole video, so that a person's events do not depend on
+        # which of its frames the person is seen in (it matters at variable frame rates).
+        period = float(np.median(np.diff(times))) if len(times) > 1 else None
         persons, events = [], []
-        detected = linked.detected[rows]  # once: the leg swaps below do not change it
-        for slot in range(slots):
-            seen = detected[:, slot]
+        detected = linked.detected
+        for ident, (lane, start, stop) in enumerate(spans):
+            first, last = np.searchsorted(rows, [start, stop])  # the person's analysed rows: rows[first:last]
+            seen = detected[rows[first:last], lane]
             if seen.sum() < p.min_track_frames:
-                persons.append(PersonSeries.unanalysed(slot, linked, rows))
+                persons.append(PersonSeries.unanalysed(ident, rows[first:last], seen, times[first:last]))
                 continue
-            span = _seen_span(linked, rows, slot, p.outlier_window)
-            swaps = self._correct_leg_swaps(linked, meta, rows[span], rate, slot)
-            series = self._person(linked, meta, rows, times, rate, slot, span)
+            # The window: from the first to the last row holding the person (longer when that is
+            # shorter than the outlier filter's window); rows of it outside [start, stop) belong to
+            # no one or to another person of the lane, and are read as empty.
+            window = _window(linked, rows, first, last, lane, p.outlier_window)
+            own = rows[window]
+            inside = (own >= start) & (own < stop)
+            swaps = self._correct_leg_swaps(linked, meta, own[inside], rate, lane)
+            xyzv = np.full((len(own), linked.num_landmarks, 4), np.nan, np.float32)
+            world = np.full((len(own), linked.num_landmarks, 3), np.nan, np.float32)
+            xyzv[inside], world[inside] = linked.image_xyzv[own[inside], lane], linked.world_xyz[own[inside], lane]
+            series = self._person(xyzv, world, meta, own, times[window], rate, period, ident)
+            del xyzv, world
             series.swaps_corrected = swaps
             persons.append(series)
-            out["body_height_px"][slot] = series.body_px
+            out["body_height_px"][ident] = series.body_px
             for name, values in series.arrays.items():
-                out[name][rows, slot] = values
+                out[name][own[inside], lane] = values[inside]
             del series.arrays["landmarks_px"]  # the largest series; the summary does not read it
-            events.extend(series.events(linked.frame_index[rows], times))
-        # Frames skipped by --sample_fps: interpolate the drawing landmarks between analysed neighbours,
-        # person by person over the frames from their first to their last (where every interior gap
-        # is): the same values as over the whole video, without a float64 copy of every slot.
+            events.extend(series.events(linked.frame_index[own], series.times))
+        # Frames skipped by --sample_fps: interpolate the drawing landmarks between analysed
+        # neighbours, person by person over the frames from their first to their last.
         if len(rows) < frames and len(rows) > 1:
             step = int(np.max(np.diff(rows)))
             landmarks = out["landmarks_px"]
-            for slot in range(slots):
-                held = np.flatnonzero(~np.isnan(landmarks[:, slot]).all(axis=(1, 2)))
+            for lane, start, stop in spans:
+                held = start + np.flatnonzero(~np.isnan(landmarks[start:stop, lane]).all(axis=(1, 2)))
                 if len(held) > 1:
                     part = slice(held[0], held[-1] + 1)
-                    landmarks[part, slot] = filters.fill_gaps(landmarks[part, slot], step)[0]
+                    landmarks[part, lane] = filters.fill_gaps(landmarks[part, lane], step)[0]
         events.sort(key=lambda e: (e["start_frame"], e["person"]))
         summary = summarize(linked, persons, events, p, tracking)
-        return Analysis(track=linked, events=tuple(events), summary=summary, **out)
+        return Analysis(track=linked, person=person, events=tuple(events), summary=summary, **out)
 
     @staticmethod
     def _correct_leg_swaps(linked: PoseChunk, meta: TrackMeta, rows: np.ndarray, rate: float, slot: int) -> int:
@@ -207,19 +240,18 @@ class Analyzer:
             values[picked, slot] = part
         return int(mask.sum())
 
-    def _person(self, track, meta, rows, times, rate, slot, span: slice) -> PersonSeries:
-        """``span``: the positions of ``rows`` that hold the person (``_seen_span``). The per-landmark
-        series are cleaned and derived there only, then laid onto all of ``rows`` (NaN outside), so
-        a person seen in a few seconds of a long video costs those seconds, with the same values."""
+    def _person(self, xyzv, world_xyz, meta, rows, times, rate, period, ident: int) -> PersonSeries:
+        """One person's series on ``rows`` (a window of the analysed rows, ``_window``), from its
+        landmarks there (``xyzv [W, L, 4]``, ``world_xyz [W, L, 3]``, NaN where absent). A person
+        seen in a few seconds of a long video costs those seconds: the filters, kinematics and
+        events give the same values on the window as on every analysed row with NaN around it."""
         p = self.params
         scale = np.array([meta.width, meta.height])
-        n = len(rows)
-        visibility = track.image_xyzv[rows, slot, :, 3]
-        present = ~np.isnan(track.image_xyzv[rows, slot, 0, 0])
-        seen_rows, seen_times = rows[span], times[span]
+        visibility = xyzv[:, :, 3]
+        present = ~np.isnan(xyzv[:, 0, 0])
         # Each intermediate [N, L, D] series is dropped as soon as the next one exists:
         # on a long video they are the analysis' peak memory.
-        raw_px = track.image_xyzv[seen_rows, slot, :, :2].astype(np.float64) * scale
+        raw_px = xyzv[:, :, :2].astype(np.float64) * scale
 
         # Outliers: judged on the image positions (where the model's errors show), per landmark.
         floor = OUTLIER_FLOOR_OF_DIAGONAL * float(np.hypot(meta.width, meta.height))
@@ -229,33 +261,27 @@ class Analyzer:
         raw_px[outlier] = np.nan
         clean_px, filled = filters.fill_gaps(raw_px, max_gap)
         del raw_px
-        filled = _spread(filled[:, 0, 0], span, n, False)
+        filled = filled[:, 0, 0]
         px = filters.savgol(clean_px, window, p.smoothing_order)
-        foot = _spread(lowest_foot_y(clean_px), span, n, np.nan)
+        foot = lowest_foot_y(clean_px)
         del clean_px
-        world = track.world_xyz[seen_rows, slot].astype(np.float64)
+        world = world_xyz.astype(np.float64)
         world[outlier] = np.nan
         world = filters.fill_gaps(world, max_gap)[0]
         world = filters.savgol(world, window, p.smoothing_order)
 
-        seen_visibility = visibility[span]
-        filled_visibility = np.where(np.isnan(seen_visibility) & ~np.isnan(px[..., 0]), 1.0, seen_visibility)
+        filled_visibility = np.where(np.isnan(visibility) & ~np.isnan(px[..., 0]), 1.0, visibility)
         angles = joint_angles(world, visibility=filled_visibility, min_visibility=p.min_visibility)
         del world, filled_visibility
-        angular_velocity = _spread(filters.time_derivative(angles, seen_times), span, n, np.nan)
-        angles = _spread(angles, span, n, np.nan)
+        angular_velocity = filters.time_derivative(angles, times)
         com = centre_of_mass(px)
-        velocity = filters.time_derivative(np.concatenate([com[:, None, :], segment_centres(px)], axis=1), seen_times)
-        velocity = _spread(velocity, span, n, np.nan)
-        com = _spread(com, span, n, np.nan)
-        outlier = _spread(outlier, span, n, False)
-        px = _spread(px, span, n, np.nan)
+        velocity = filters.time_derivative(np.concatenate([com[:, None, :], segment_centres(px)], axis=1), times)
         body_px = body_height(px)
 
         foot_smooth = lowest_foot_y(px)
         ground = np.nanpercentile(foot_smooth, 95) if np.isfinite(foot_smooth).any() else np.nan
         com_height = (ground - com[:, 1]) / body_px
-        flights = detect_flights(foot, foot_smooth, times, body_px, p.events)
+        flights = detect_flights(foot, foot_smooth, times, body_px, p.events, period)
         contact = np.where(np.isnan(foot_smooth), -1, 1).astype(np.int8)
         for flight in flights:
             contact[flight.takeoff + 1 : flight.landing] = 0
@@ -268,18 +294,19 @@ class Analyzer:
             # The centre of mass rising and falling is what the jumps already describe.
             candidates = tuple(name for name in candidates if name != "com_height")
         for name in candidates:
-            reps, direction = count_repetitions(signals[name], times, REPETITION_SIGNALS[name], p.events)
+            reps, direction = count_repetitions(signals[name], times, REPETITION_SIGNALS[name], p.events, period)
             if len(reps) < 2:
                 continue
             score = float(np.median([r.amplitude for r in reps])) / REPETITION_SIGNALS[name]
             if score > best:
                 best, repetitions, rep_signal, rep_direction = score, reps, name, direction
 
-        centres = torso_centres(track.image_xyzv[rows, slot][None], meta.width, meta.height)[0]
+        centres = torso_centres(xyzv[None], meta.width, meta.height)[0]
         return PersonSeries(
-            slot=slot,
+            slot=ident,
             rows=rows,
             present=present,
+            times=times,
             visibility=visibility,
             outlier=outlier,
             filled=filled & ~present,
@@ -319,30 +346,57 @@ class Analyzer:
         }
 
 
-def _seen_span(track: PoseChunk, rows: np.ndarray, slot: int, min_length: int) -> slice:
-    """The positions of ``rows`` from the first to the last where ``slot`` holds any landmark
-    (at least ``min_length`` long, the outlier filter's window, where ``rows`` allow).
+def person_spans(person: np.ndarray) -> list[tuple[int, int, int]]:
+    """Per person id (``0 .. max``): its lane and the rows ``[start, stop)`` it holds there,
+    from a lane map ``person [F, N]`` (each person in one lane, over one run of rows)."""
+    spans: dict[int, tuple[int, int, int]] = {}
+    for lane in range(person.shape[1]):
+        column = person[:, lane]
+        edges = np.flatnonzero(np.diff(column)) + 1
+        for start, stop in zip([0, *edges.tolist()], [*edges.tolist(), len(column)]):
+            ident = int(column[start])
+            if ident >= 0:
+                if ident in spans:
+                    raise ValueError(f"person {ident} is in more than one run of lanes")
+                spans[ident] = (lane, start, stop)
+    if sorted(spans) != list(range(len(spans))):
+        raise ValueError("person ids must run from 0 without gaps")
+    return [spans[k] for k in range(len(spans))]
 
-    Outside the span every landmark is NaN: the filters give the same values on the span
-    as on all of ``rows`` (gaps at either end stay unfilled, the outlier windows see the
-    same edge values), and NaN outside it.
+
+def person_values(values: np.ndarray, person: np.ndarray, ident: int, fill=np.nan) -> np.ndarray:
+    """One person's series ``[F, ...]`` from lane-laid ``values [F, N, ...]`` (``person [F, N]``),
+    ``fill`` where the person is not around."""
+    out = np.full((values.shape[0], *values.shape[2:]), fill, dtype=values.dtype)
+    rows, lanes = np.nonzero(person == ident)
+    out[rows] = values[rows, lanes]
+    return out
+
+
+def lane_values(by_person: np.ndarray, person: np.ndarray) -> np.ndarray:
+    """``by_person [P]`` (a value per person id) per lane and frame: ``[F, N]``, NaN where no one."""
+    out = np.full(person.shape, np.nan)
+    held = person >= 0
+    out[held] = by_person[person[held]]
+    return out
+
+
+def _window(track: PoseChunk, rows: np.ndarray, first: int, last: int, lane: int, min_length: int) -> slice:
+    """The positions of ``rows`` from the first to the last of ``rows[first:last]`` where
+    ``lane`` holds any landmark; at least ``min_length`` long (the outlier filter's window)
+    where ``rows`` allow.
+
+    Around it the person's landmarks are NaN: the filters give the same values on the
+    window as on all of ``rows`` (gaps at either end stay unfilled, the outlier windows
+    see the same edge values), and the events the same on a window as on every row.
     """
+    own = rows[first:last]
     held = ~(
-        np.isnan(track.image_xyzv[rows, slot]).all(axis=(1, 2)) & np.isnan(track.world_xyz[rows, slot]).all(axis=(1, 2))
+        np.isnan(track.image_xyzv[own, lane]).all(axis=(1, 2)) & np.isnan(track.world_xyz[own, lane]).all(axis=(1, 2))
     )
     found = np.flatnonzero(held)
-    if not found.size:
-        return slice(0, 0)
-    start, stop = int(found[0]), int(found[-1]) + 1
-    if stop - start < min_length:
-        start, stop = 0, len(rows)  # too short for the outlier window: as on the whole track
+    start, stop = first + int(found[0]), first + int(found[-1]) + 1
+    if stop - start < min_length:  # too short for the outlier filter: widened, NaN around the person
+        stop = min(len(rows), start + min_length)
+        start = max(0, stop - min_length)
     return slice(start, stop)
-
-
-def _spread(values: np.ndarray, span: slice, n: int, fill) -> np.ndarray:
-    """``values`` computed on the positions ``span`` laid onto ``n`` positions, ``fill`` elsewhere."""
-    if span.start == 0 and span.stop == n:
-        return values
-    out = np.full((n, *values.shape[1:]), fill, dtype=values.dtype)
-    out[span] = values
-    return out

@@ -70,10 +70,14 @@ class Repetition:
     amplitude: float  # prominence of the peak, in the signal's unit
 
 
-def support_phases(foot_y: np.ndarray, times_s: np.ndarray, body_px: float, params: EventParams) -> list[Support]:
+def support_phases(
+    foot_y: np.ndarray, times_s: np.ndarray, body_px: float, params: EventParams, period: float | None = None
+) -> list[Support]:
+    """``period``: the sampling period in seconds (default: the median step of ``times_s``)."""
     speed = np.abs(time_derivative(foot_y, times_s)) / body_px
     still = np.nan_to_num(speed, nan=np.inf) < params.still_speed_bh_s
-    period = float(np.median(np.diff(times_s))) if len(times_s) > 1 else 0.0
+    if period is None:
+        period = float(np.median(np.diff(times_s))) if len(times_s) > 1 else 0.0
     phases = [
         Support(start, stop, float(np.nanmedian(foot_y[start:stop])))
         for start, stop in runs(still)
@@ -117,12 +121,14 @@ def detect_flights(
     times_s: np.ndarray,
     body_px: float,
     params: EventParams,
+    period: float | None = None,
 ) -> list[Flight]:
     """Flights of one person; ``foot_y`` is the lowest foot row per sample (px),
-    NaN where unseen; ``foot_y_smooth`` its smoothed version (for stillness)."""
+    NaN where unseen; ``foot_y_smooth`` its smoothed version (for stillness);
+    ``period``: the sampling period in seconds (default: the median step of ``times_s``)."""
     if not np.isfinite(body_px) or body_px <= 0 or np.isfinite(foot_y).sum() < 3:
         return []
-    phases = support_phases(foot_y_smooth, times_s, body_px, params)
+    phases = support_phases(foot_y_smooth, times_s, body_px, params, period)
     tolerance = params.contact_tolerance_bh * body_px
     flights = []
     for a, b in zip(phases, phases[1:]):
@@ -199,9 +205,10 @@ def _first_at_level(foot_y: np.ndarray, phase: Support, limit: int, tolerance: f
 
 
 def count_repetitions(
-    signal: np.ndarray, times_s: np.ndarray, min_amplitude: float, params: EventParams
+    signal: np.ndarray, times_s: np.ndarray, min_amplitude: float, params: EventParams, period: float | None = None
 ) -> tuple[list[Repetition], int]:
     """Repetitions in ``signal`` (NaN = unseen; each valid run is searched on its own).
+    ``period``: the sampling period in seconds (default: the median step of ``times_s``).
 
     Returns the repetitions and their direction (+1: peaks are maxima, -1: minima).
     """
@@ -213,7 +220,8 @@ def count_repetitions(
     values = signal[valid]
     spread = float(np.percentile(values, 98) - np.percentile(values, 2))
     prominence = max(min_amplitude, params.rep_relative_prominence * spread)
-    period = float(np.median(np.diff(times_s))) if len(times_s) > 1 else 1.0
+    if period is None:
+        period = float(np.median(np.diff(times_s))) if len(times_s) > 1 else 1.0
     distance = max(1, int(round(params.rep_min_period_s / period)))
     found: dict[int, list[Repetition]] = {1: [], -1: []}
     for start, stop in runs(valid):

@@ -22,6 +22,7 @@ import numpy as np
 
 from pipeline.analysis.analyzer import Analysis
 from pipeline.pose.types import ARRAY_NAMES, PoseChunk
+from pipeline.workdir import ANALYSIS_FORMAT
 
 ANALYSIS_ARRAYS = (
     "landmarks_px",
@@ -31,6 +32,7 @@ ANALYSIS_ARRAYS = (
     "com_height_bh",
     "velocity_px_s",
     "contact",
+    "person",
 )
 
 
@@ -44,7 +46,7 @@ def save_analysis(folder: str | os.PathLike, analysis: Analysis) -> Path:
             np.save(tmp / f"track.{name}.npy", getattr(analysis.track, name))
         for name in (*ANALYSIS_ARRAYS, "body_height_px"):
             np.save(tmp / f"{name}.npy", getattr(analysis, name))
-        meta = {"summary": analysis.summary, "events": list(analysis.events)}
+        meta = {"format": ANALYSIS_FORMAT, "summary": analysis.summary, "events": list(analysis.events)}
         (tmp / "meta.json").write_text(json.dumps(meta, allow_nan=True), encoding="utf-8")
         if folder.exists():
             shutil.rmtree(folder)

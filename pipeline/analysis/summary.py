@@ -26,11 +26,13 @@ MAX_TORSO_SPEED_BH_S = 10.0  # faster than any human: an identity switch or a de
 
 @dataclass
 class PersonSeries:
-    """One person's analysed series on the analysed rows (``rows`` of the track)."""
+    """One person's analysed series on some of the analysed rows (``rows`` of the track, at
+    ``times`` in seconds): those from the person's first to last, or a few more."""
 
     slot: int
     rows: np.ndarray
     present: np.ndarray
+    times: np.ndarray
     visibility: np.ndarray | None = None
     outlier: np.ndarray | None = None
     filled: np.ndarray | None = None
@@ -45,8 +47,8 @@ class PersonSeries:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
-    def unanalysed(cls, slot: int, track: PoseChunk, rows: np.ndarray) -> PersonSeries:
-        return cls(slot=slot, rows=rows, present=track.detected[rows, slot])
+    def unanalysed(cls, slot: int, rows: np.ndarray, present: np.ndarray, times: np.ndarray) -> PersonSeries:
+        return cls(slot=slot, rows=rows, present=present, times=times)
 
     @property
     def analysed(self) -> bool:
@@ -232,7 +234,7 @@ def _person_summary(
     jumps = [e for e in mine if e["type"] == "jump"]
     contacts = [e for e in mine if e["type"] == "contact"]
     speed = np.linalg.norm(arrays["velocity_px_s"], axis=-1) / person.body_px
-    quality = _quality(person, times)
+    quality = _quality(person, person.times)
     return base | {
         "analysed": True,
         "body_height_px": round(person.body_px, 1),
@@ -260,7 +262,7 @@ def _person_summary(
             "signal": person.rep_signal,
             "direction": {1: "up", -1: "down"}.get(person.rep_direction),
             "mean_period_s": (
-                round(float(np.mean(np.diff([times[r.peak] for r in person.repetitions]))), 3)
+                round(float(np.mean(np.diff([person.times[r.peak] for r in person.repetitions]))), 3)
                 if len(person.repetitions) > 1
                 else None
             ),

@@ -16,8 +16,11 @@ particular order; this links them into tracks (slot k = the same person).
    one person keeps one id through a loss;
 4. the persons are *ordered*: id 0 is the main subject (``PERSON_ORDER``).
 
-Memory is O(frames x persons): a few floats per detection and one row of
-slots per frame.
+The linked track is laid out in *lanes*: a lane holds one person at a time,
+persons whose spans (first to last frame) do not overlap share one, and
+``Linking.person`` says whose each lane is in each frame. A video gives as
+many lanes as persons are ever around at once, however many come and go in
+its length, so memory is O(frames x lanes), not O(frames x persons).
 """
 
 from __future__ import annotations
@@ -133,14 +136,19 @@ def overlapping(centres: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 class Linking:
     """Result of ``link_tracks``.
 
-    - ``order`` int64 [F, K]: person ``k`` takes the detection in slot
-      ``order[f, k]`` of frame ``f``, or nothing where it is -1;
+    - ``order`` int64 [F, N]: lane ``n`` takes the detection in slot
+      ``order[f, n]`` of frame ``f``, or nothing where it is -1;
+    - ``person`` int32 [F, N]: the id of the person lane ``n`` holds in frame
+      ``f`` (from the person's first to last frame, gaps included), -1 where none;
+    - ``persons``: how many persons (ids ``0 .. persons - 1``);
     - ``duplicates``: detections dropped as a second detection of a person;
     - ``ghosts``: detections dropped as ghost poses;
     - ``joined``: gaps bridged by joining two tracklets of one person.
     """
 
     order: np.ndarray
+    person: np.ndarray
+    persons: int
     duplicates: int = 0
     ghosts: int = 0
     joined: int = 0
@@ -333,17 +341,51 @@ def link_tracks(
     heights = [
         float(np.mean([boxes[f, s, 3] - boxes[f, s, 1] for t in chain for f, s in tracks[t]])) for chain in chains
     ]
-    order = np.full((frames, max(image_xyzv.shape[1], len(chains))), -1, dtype=np.int64)
-    for k, c in enumerate(_person_order(counts, heights, min_track_frames)):
-        for t in chains[c]:
-            for f, s in tracks[t]:
-                order[f, k] = s
-    return Linking(order, duplicates, ghost_count, joined)
+    persons = [
+        sorted(d for t in chains[c] for d in tracks[t]) for c in _person_order(counts, heights, min_track_frames)
+    ]
+    spans = [(found[0][0], found[-1][0] + 1) for found in persons]
+    lanes = pack_lanes(spans)
+    width = max([image_xyzv.shape[1], *(lane + 1 for lane in lanes)])
+    order = np.full((frames, width), -1, dtype=np.int64)
+    person = np.full((frames, width), -1, dtype=np.int32)
+    for k, (found, lane, (start, stop)) in enumerate(zip(persons, lanes, spans)):
+        f, s = np.array(found).T
+        order[f, lane] = s
+        person[start:stop, lane] = k
+    return Linking(order, person, len(persons), duplicates, ghost_count, joined)
+
+
+def pack_lanes(spans: list[tuple[int, int]]) -> list[int]:
+    """The lane of each ``[start, stop)`` span: in order of start (then of index), the
+    lowest lane free by then. The fewest lanes that hold the spans: as many as overlap at once."""
+    lanes: list[int] = [0] * len(spans)
+    ends: list[int] = []  # per lane, where its last span stops
+    for k in sorted(range(len(spans)), key=lambda k: (spans[k][0], k)):
+        start, stop = spans[k]
+        free = next((lane for lane, end in enumerate(ends) if end <= start), len(ends))
+        if free == len(ends):
+            ends.append(stop)
+        else:
+            ends[free] = stop
+        lanes[k] = free
+    return lanes
 
 
 def link_identities(
     image_xyzv: np.ndarray, width: int, height: int, max_gap_frames: int = 30, fps: float = 30.0
 ) -> np.ndarray:
-    """``link_tracks(...).order``: ``[F, K]`` (K >= P), track ``k`` takes the detection
-    in slot ``order[f, k]`` of frame ``f``, or nothing where it is -1."""
-    return link_tracks(image_xyzv, width, height, max_gap_frames, fps).order
+    """``[F, P]``: person ``k`` takes the detection in slot ``order[f, k]`` of frame ``f``,
+    or nothing where it is -1 (``link_tracks`` with one column per person, not per lane)."""
+    linking = link_tracks(image_xyzv, width, height, max_gap_frames, fps)
+    return by_person(linking.order, linking.person, linking.persons, -1)
+
+
+def by_person(values: np.ndarray, person: np.ndarray, persons: int, fill) -> np.ndarray:
+    """``values [F, N, ...]`` laid out in lanes (``person [F, N]``) as ``[F, persons, ...]``,
+    one column per person id, ``fill`` where a person is not around. For small tracks
+    and tests: the size grows with the persons, which ``Linking`` avoids."""
+    out = np.full((values.shape[0], max(persons, 1), *values.shape[2:]), fill, dtype=values.dtype)
+    rows, lanes = np.nonzero(person >= 0)
+    out[rows, person[rows, lanes]] = values[rows, lanes]
+    return out

@@ -50,9 +50,9 @@ def analyze_stored(analyzer: Analyzer, records: list[ChunkRecord], meta: TrackMe
     summary. What an analyzer actor does with a track, and a Dask worker too when the
     track is ready before Ray is (``analyze_stored_task``)."""
     track, stitching = load_stitched(records)
-    linked, tracking = analyzer.link_counted(track, meta)
+    linked, person, tracking = analyzer.link_counted(track, meta)
     del track  # only the linked copy is needed from here on
-    analysis = analyzer.analyze_linked(linked, meta, tracking)
+    analysis = analyzer.analyze_linked(linked, meta, tracking, person)
     del linked
     analysis = replace(analysis, summary=with_stitching(analysis.summary, stitching))
     save_analysis(folder, analysis)

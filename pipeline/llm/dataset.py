@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from pipeline.analysis.analyzer import Analysis
+from pipeline.analysis.analyzer import Analysis, lane_values
 from pipeline.analysis.body import VELOCITY_POINTS
 from pipeline.analysis.sports import SPORT_PROFILES
 from pipeline.analysis.store import AnalysisStore
@@ -106,6 +106,7 @@ class _Measured:
             velocity = get("velocity_px_s")
             body = get("body_height_px")
             self.contact = get("contact")
+            self.person = get("person")
         else:
             track = source.track
             self.frame_index = track.frame_index
@@ -119,17 +120,19 @@ class _Measured:
             velocity = source.velocity_px_s
             body = source.body_height_px
             self.contact = source.contact
+            self.person = source.person
         self.detected = ~np.isnan(first)
         with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
             self.visibility = np.nanmean(visibility, axis=-1)
-            self.speed = np.linalg.norm(velocity, axis=-1) / body[None, :, None]
+            self.speed = np.linalg.norm(velocity, axis=-1) / lane_values(body, self.person)[..., None]
         self.first_frame = int(self.frame_index[0]) if len(self.frame_index) else 0
 
     def rows(self, person: int, start: int, end: int) -> np.ndarray:
         """Row positions of the analysed frames in ``[start, end)`` where ``person`` is detected."""
         lo, hi = max(0, start - self.first_frame), max(0, end - self.first_frame)
-        picked = np.flatnonzero(self.sampled[lo:hi] & self.detected[lo:hi, person])
+        mine = (self.person[lo:hi] == person) & self.detected[lo:hi]
+        picked = np.flatnonzero(self.sampled[lo:hi] & mine.any(axis=1))
         return picked + lo
 
     def analysed(self, start: int, end: int) -> int:
@@ -142,18 +145,19 @@ class _Measured:
             head, joints = name.split(".", 1)
             return np.concatenate([self.series(f"{head}.{j}", person, rows) for j in joints.split("|")])
         kind, _, key = name.partition(".")
+        lanes = np.argmax(self.person[rows] == person, axis=1)  # the person's lane in each row
         if kind == "angles":
-            return self.angles[rows, person, ANGLE_NAMES.index(key)].astype(np.float64)
+            return self.angles[rows, lanes, ANGLE_NAMES.index(key)].astype(np.float64)
         if kind == "angular_velocity":
-            return self.angular_velocity[rows, person, ANGLE_NAMES.index(key)].astype(np.float64)
+            return self.angular_velocity[rows, lanes, ANGLE_NAMES.index(key)].astype(np.float64)
         if kind == "speed":
-            return self.speed[rows, person, VELOCITY_POINTS.index(key)].astype(np.float64)
+            return self.speed[rows, lanes, VELOCITY_POINTS.index(key)].astype(np.float64)
         if kind == "com_height":
-            return self.com_height[rows, person].astype(np.float64)
+            return self.com_height[rows, lanes].astype(np.float64)
         if kind == "visibility":
-            return self.visibility[rows, person].astype(np.float64)
+            return self.visibility[rows, lanes].astype(np.float64)
         if kind == "contact":
-            return self.contact[rows, person].astype(np.float64)
+            return self.contact[rows, lanes].astype(np.float64)
         raise ValueError(f"unknown series {name!r}")
 
 
@@ -229,7 +233,7 @@ class PoseDataExtractor:
 
     # -- which segments ------------------------------------------------------------
     def _person_segments(self, data: _Measured, events: list[dict], video: str, person: int, fps: float):
-        seen = np.flatnonzero(data.sampled & data.detected[:, person])
+        seen = data.rows(person, data.first_frame, data.first_frame + len(data.frame_index))
         if seen.size == 0:
             return []
         first, last = int(data.frame_index[seen[0]]), int(data.frame_index[seen[-1]])

@@ -32,10 +32,13 @@ def write_angles_csv(path: str, store: AnalysisStore) -> str:
         writer.writerow(COLUMNS)
         for block in store.blocks():
             track = block.track
-            for row, slot in zip(*np.nonzero(track.detected & track.sampled[:, None])):
-                angles = ["" if math.isnan(v) else round(v, 2) for v in block.angles[row, slot].tolist()]
+            rows, lanes = np.nonzero(track.detected & track.sampled[:, None])
+            ids = block.person[rows, lanes]
+            for k in np.lexsort((ids, rows)).tolist():  # by frame, then person
+                row, lane = rows[k], lanes[k]
+                angles = ["" if math.isnan(v) else round(v, 2) for v in block.angles[row, lane].tolist()]
                 time_s = round(float(track.timestamp_ms[row]) / 1000.0, 4)
-                writer.writerow([int(track.frame_index[row]), time_s, int(slot), *angles])
+                writer.writerow([int(track.frame_index[row]), time_s, int(ids[k]), *angles])
 
     return atomic_write(path, write, text=True)
 

@@ -89,16 +89,20 @@ class Annotator:
         scale = max(0.5, min(width, height) / 720.0)
         thickness = max(1, int(round(2 * scale)))
         factor = None if zoom == (1.0, 1.0) else np.asarray(zoom, np.float32)
-        for slot in range(view.track.num_slots):
-            points, com = view.landmarks_px[row, slot], view.com_px[row, slot]
+        ids = view.person[row]
+        for lane in np.argsort(ids, kind="stable").tolist():  # persons in id order
+            person = int(ids[lane])
+            if person < 0:
+                continue
+            points, com = view.landmarks_px[row, lane], view.com_px[row, lane]
             if np.isnan(points[:, 0]).all():
                 continue
             if factor is not None:
                 points, com = points * factor, com * factor
-            colour = PALETTE[slot % len(PALETTE)]
+            colour = PALETTE[person % len(PALETTE)]
             self._skeleton(canvas, points, colour, thickness)
-            self._angle_labels(canvas, points, view.angles[row, slot], scale, thickness)
-            self._person_id(canvas, points, slot, colour, scale, thickness)
+            self._angle_labels(canvas, points, view.angles[row, lane], scale, thickness)
+            self._person_id(canvas, points, person, colour, scale, thickness)
             if np.isfinite(com).all():
                 canvas.cross(_pt(com), int(18 * scale), (255, 255, 255), thickness)
         frame_number = int(view.track.frame_index[row])
@@ -122,12 +126,12 @@ class Annotator:
                 canvas.dot(_pt(p), thickness + 1, (255, 255, 255))
 
     @staticmethod
-    def _person_id(canvas: Canvas, points: np.ndarray, slot: int, colour, scale: float, thickness: int) -> None:
+    def _person_id(canvas: Canvas, points: np.ndarray, person: int, colour, scale: float, thickness: int) -> None:
         """The person's id (``#0`` is the main subject) on the person's colour, above the highest landmark."""
         seen = points[np.isfinite(points).all(axis=1)]
         top = seen[np.argmin(seen[:, 1])]
         origin = (int(top[0] - 12 * scale), max(int(24 * scale), int(top[1] - 16 * scale)))
-        canvas.label(f"#{slot}", origin, 0.7 * scale, thickness, (0, 0, 0), colour)
+        canvas.label(f"#{person}", origin, 0.7 * scale, thickness, (0, 0, 0), colour)
 
     def _angle_labels(self, canvas: Canvas, points: np.ndarray, angles: np.ndarray, scale: float, thickness: int):
         """Each label sits on the outer side of its joint (away from the body's midline)."""

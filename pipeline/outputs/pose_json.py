@@ -43,7 +43,11 @@ def frame_entries(analysis: Analysis):
     ``round`` (``_value``)."""
     track = analysis.track
     speed = analysis.speed_bh_s
-    frames, slots = np.nonzero(track.detected & track.sampled[:, None])  # the persons shown, in order
+    frames, lanes = np.nonzero(track.detected & track.sampled[:, None])  # the persons shown
+    ids = analysis.person[frames, lanes]
+    order = np.lexsort((ids, frames))  # each frame's persons by id
+    frames, lanes, ids = frames[order], lanes[order], ids[order]
+    slots = lanes
     landmarks = np.concatenate([track.image_xyzv[frames, slots], track.presence[frames, slots][..., None]], axis=-1)
     landmarks = np.round(landmarks.astype(np.float64), DECIMALS)
     world = np.round(track.world_xyz[frames, slots].astype(np.float64), DECIMALS)
@@ -65,7 +69,7 @@ def frame_entries(analysis: Analysis):
                 contact = int(analysis.contact[f, slot])
                 persons.append(
                     {
-                        "id": slot,
+                        "id": int(ids[k]),
                         "landmarks": _lists(landmarks[k], landmarks_nan[k]),
                         "world_landmarks": _lists(world[k], world_nan[k]),
                         "angles": dict(zip(ANGLE_NAMES, _values(analysis.angles[f, slot].tolist(), 2))),

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from pipeline import storage
-from pipeline.analysis.analyzer import Analysis
+from pipeline.analysis.analyzer import Analysis, person_values
 from pipeline.analysis.sports import SPORT_PROFILES
 from pipeline.analysis.store import AnalysisStore
 from pipeline.config import PipelineConfig
@@ -85,12 +85,14 @@ class _Series:
             self.frame_index = analysis.array("track.frame_index")
             self.angles = analysis.array("angles")
             self.com_height_bh = analysis.array("com_height_bh")
+            self.person = analysis.array("person")
             self._detected = lambda: ~np.isnan(analysis.array("track.image_xyzv", lambda a: a[..., 0, 0]))
             self.frame = lambda number: analysis.read(number, number + 1)
         else:
             self.times = analysis.track.timestamp_ms / 1000.0
             self.frame_index = analysis.track.frame_index
             self.angles, self.com_height_bh = analysis.angles, analysis.com_height_bh
+            self.person = analysis.person
             self._detected = lambda: analysis.track.detected
             self.frame = lambda number: analysis.frames(number, number + 1)
 
@@ -121,15 +123,16 @@ def _plots(analysis: _Series, highlighted: tuple[str, ...], persons: list[int] |
     figures = []
     for person in persons:
         fig, (ax_angles, ax_com) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True)
+        angles = person_values(analysis.angles, analysis.person, person)
         for name in highlighted:
-            ax_angles.plot(
-                times, analysis.angles[:, person, ANGLE_NAMES.index(name)], lw=1.4, label=name.replace("_", " ")
-            )
+            ax_angles.plot(times, angles[:, ANGLE_NAMES.index(name)], lw=1.4, label=name.replace("_", " "))
         ax_angles.set_ylabel("joint angle (deg)")
         ax_angles.legend(loc="upper right", ncol=3, fontsize=8)
         ax_angles.grid(alpha=0.3)
         ax_com.plot(
-            times, analysis.com_height_bh[:, person], color=np.array(PALETTE[person % len(PALETTE)][::-1]) / 255, lw=1.6
+            times,
+            person_values(analysis.com_height_bh, analysis.person, person),
+            color=np.array(PALETTE[person % len(PALETTE)][::-1]) / 255, lw=1.6
         )
         ax_com.set_ylabel("centre of mass height\n(body heights above lowest foot level)")
         ax_com.set_xlabel("time (s)")

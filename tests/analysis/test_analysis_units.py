@@ -809,9 +809,10 @@ def test_analyzer_reports_the_switched_detection_as_two_persons():
     px = translating(frames, 0.2 * WIDTH, 0.0, 0.0)
     px[30:, :, 0] += 0.6 * WIDTH
     analysis = Analyzer()(make_chunk(px, WIDTH, HEIGHT), TrackMeta(WIDTH, HEIGHT, FPS))
-    assert analysis.track.num_slots == 2
-    assert_array_equal(analysis.track.detected[:, 0], np.arange(frames) < 30)
-    assert_array_equal(analysis.track.detected[:, 1], np.arange(frames) >= 30)
+    # One after the other, the two persons share a lane: the arrays do not grow with the persons.
+    assert analysis.track.num_slots == 1
+    assert_array_equal(analysis.person[:, 0], np.where(np.arange(frames) < 30, 0, 1))
+    assert analysis.track.detected.all()
     persons = analysis.summary["persons"]
     assert [(p["id"], p["first_frame"], p["last_frame"]) for p in persons] == [(0, 0, 29), (1, 30, 59)]
     assert analysis.summary["persons_found"] == 2
@@ -819,8 +820,10 @@ def test_analyzer_reports_the_switched_detection_as_two_persons():
     # No velocity spike across the switch: each person stands still.
     speed = np.linalg.norm(analysis.velocity_px_s[:, :, 0], axis=-1)
     assert np.nanmax(speed) < 1.0
-    assert_allclose(analysis.com_px[:30, 0, 0], 0.2 * WIDTH, atol=0.1)
-    assert_allclose(analysis.com_px[30:, 1, 0], 0.8 * WIDTH, atol=0.1)
+    first, second = analysis.of_person("com_px", 0), analysis.of_person("com_px", 1)
+    assert_allclose(first[:30, 0], 0.2 * WIDTH, atol=0.1)
+    assert_allclose(second[30:, 0], 0.8 * WIDTH, atol=0.1)
+    assert np.isnan(first[30:]).all() and np.isnan(second[:30]).all()
 
 
 # --------------------------------------------------------------------------------------
@@ -905,7 +908,7 @@ def test_person_events_jump_height_flag_threshold(flight_s, flagged):
     frames = np.arange(300)
     times = frames / fps
     landing = 50 + int(round(flight_s * fps))
-    person = PersonSeries(slot=3, rows=frames, present=np.ones(300, bool), flights=[flight(50, landing, fps)])
+    person = PersonSeries(slot=3, rows=frames, present=np.ones(300, bool), times=times, flights=[flight(50, landing, fps)])
     (event,) = person.events(frames + 1000, times)
     assert event["type"] == "jump"
     assert event["person"] == 3
@@ -924,7 +927,7 @@ def test_person_events_short_contact_flag_threshold(contact_frames, flagged):
     second = flight(80 + contact_frames, 110 + contact_frames, fps)
     contacts = ground_contacts([first, second], times, PARAMS)
     assert contacts == [(80, 80 + contact_frames)]
-    person = PersonSeries(slot=0, rows=frames, present=np.ones(300, bool), flights=[first, second], contacts=contacts)
+    person = PersonSeries(slot=0, rows=frames, present=np.ones(300, bool), times=times, flights=[first, second], contacts=contacts)
     (event,) = [e for e in person.events(frames, times) if e["type"] == "contact"]
     assert event["contact_time_s"] == pytest.approx(contact_frames / fps, abs=1e-4)
     assert event["plausible"] is (not flagged)
