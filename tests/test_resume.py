@@ -21,6 +21,7 @@ from conftest import REPO, run_cli
 
 from pipeline.config import PipelineConfig
 from pipeline.orchestrator import VideoPipeline
+from pipeline.workdir import ANALYSIS_FORMAT
 
 # Small chunks: many of them, so a kill lands between finished and unfinished ones.
 ARGS = ("--quality", "fast", "--batch_size", "24", "--workers", "2", "--no_report", "--quiet")
@@ -171,3 +172,18 @@ def test_a_deleted_output_is_the_only_one_written_again(tmp_path, sample_video):
     assert set(manifest["complete"]["result"]["outputs"]) == {
         "angles_csv", "annotated_video", "llm_examples", "pose_json", "report"
     }  # fmt: skip
+
+    # A stored analysis of an earlier layout (before lanes: no format, no person map) is not
+    # read: the analysis is redone from the kept chunks, and the output is the same.
+    meta_path = work / "analysis" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta.pop("format") == ANALYSIS_FORMAT
+    meta_path.write_text(json.dumps(meta))
+    (work / "analysis" / "person.npy").unlink()
+    annotated.unlink()
+    third = run_cli(*args, "--stats", "third.json", cwd=tmp_path)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert json.loads((tmp_path / "third.json").read_text())["chunks"] == []  # the chunks were kept
+    assert annotated.read_bytes() == annotated_bytes
+    assert json.loads(meta_path.read_text())["format"] == ANALYSIS_FORMAT
+    assert (work / "analysis" / "person.npy").exists()
