@@ -10,6 +10,7 @@ numpy buffer, so the peak is exact and the same on every machine.
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from pipeline.analysis.analyzer import AnalysisParams, Analyzer, TrackMeta
 from pipeline.analysis.store import AnalysisStore
 from pipeline.engines.ray_engine import AnalyzerActor
+from pipeline.outputs.report import MAX_PLOTTED_PERSONS, plotted_persons, write_report
 from pipeline.pose import MediaPipeSettings, track_chunk
 from pipeline.pose.types import PoseChunk
 from pipeline.video.plan import ChunkSpec
@@ -80,7 +82,7 @@ def test_stored_analysis_of_a_long_track_peaks_below_its_budget(long_track, tmp_
     assert peak < budget, f"analysis peaked at {peak / 2**20:.1f} MiB, budget {budget / 2**20:.1f} MiB"
 
 
-APART = 12  # repeats of the clip with a pause between them: new persons each time
+APART = 15  # repeats of the clip with a pause between them: new persons each time
 PAUSE_FRAMES = 150  # longer than linking bridges (4 x 30 frames)
 
 
@@ -129,7 +131,9 @@ def test_persons_who_come_and_go_share_lanes_and_keep_their_values(coming_and_go
                 k: v for k, v in same.items() if k not in where
             }
     first = [e for e in together.events if e["start_frame"] < stride]
-    renumber = {p["id"]: reference[(p["first_frame"], p["last_frame"])]["id"] for p in persons if p["last_frame"] < stride}
+    renumber = {
+        p["id"]: reference[(p["first_frame"], p["last_frame"])]["id"] for p in persons if p["last_frame"] < stride
+    }
     assert [e | {"person": renumber[e["person"]]} for e in first] == list(alone.events)
 
 
@@ -150,3 +154,21 @@ def test_the_analysis_peak_follows_the_lanes_not_the_persons(coming_and_going, t
     assert len(summary["persons"]) >= APART * lanes  # many more persons than lanes
     budget = PEAK_BYTES_PER_FRAME_SLOT * apart.num_frames * lanes
     assert peak < budget, f"analysis peaked at {peak / 2**20:.1f} MiB, budget {budget / 2**20:.1f} MiB"
+
+
+def test_the_report_draws_the_persons_tracked_longest(coming_and_going, tmp_path, sample_video):
+    """With more analysed persons than ``MAX_PLOTTED_PERSONS``, the report's figures are those
+    of the persons tracked longest (the first ids), and the page says so."""
+    _, apart, meta = coming_and_going
+    analysis = Analyzer(AnalysisParams())(apart, meta)
+    analysed = [p["id"] for p in analysis.summary["persons"] if p["analysed"]]
+    assert len(analysed) > MAX_PLOTTED_PERSONS
+    plotted = plotted_persons(analysis.summary)
+    assert plotted == analysed[:MAX_PLOTTED_PERSONS]
+    frames = [p["frames_detected"] for p in analysis.summary["persons"] if p["analysed"]]
+    assert min(frames[:MAX_PLOTTED_PERSONS]) >= max(frames[MAX_PLOTTED_PERSONS:])
+    info = probe_video(str(sample_video))
+    page = Path(write_report(str(tmp_path / "report.html"), str(sample_video), info, analysis, {}, frames=[]))
+    html = page.read_text(encoding="utf-8")
+    assert html.count('<figure class="plot">') == MAX_PLOTTED_PERSONS
+    assert f"Figures of the {MAX_PLOTTED_PERSONS} persons tracked longest, of {len(analysed)} analysed" in html

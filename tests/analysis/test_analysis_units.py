@@ -908,7 +908,9 @@ def test_person_events_jump_height_flag_threshold(flight_s, flagged):
     frames = np.arange(300)
     times = frames / fps
     landing = 50 + int(round(flight_s * fps))
-    person = PersonSeries(slot=3, rows=frames, present=np.ones(300, bool), times=times, flights=[flight(50, landing, fps)])
+    person = PersonSeries(
+        slot=3, rows=frames, present=np.ones(300, bool), times=times, flights=[flight(50, landing, fps)]
+    )
     (event,) = person.events(frames + 1000, times)
     assert event["type"] == "jump"
     assert event["person"] == 3
@@ -927,7 +929,9 @@ def test_person_events_short_contact_flag_threshold(contact_frames, flagged):
     second = flight(80 + contact_frames, 110 + contact_frames, fps)
     contacts = ground_contacts([first, second], times, PARAMS)
     assert contacts == [(80, 80 + contact_frames)]
-    person = PersonSeries(slot=0, rows=frames, present=np.ones(300, bool), times=times, flights=[first, second], contacts=contacts)
+    person = PersonSeries(
+        slot=0, rows=frames, present=np.ones(300, bool), times=times, flights=[first, second], contacts=contacts
+    )
     (event,) = [e for e in person.events(frames, times) if e["type"] == "contact"]
     assert event["contact_time_s"] == pytest.approx(contact_frames / fps, abs=1e-4)
     assert event["plausible"] is (not flagged)
