@@ -58,8 +58,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["BatchResult", "ProgressEvent", "VideoPipeline", "VideoResult", "process_video", "process_videos"]
 
 REFERENCE_FRAME_WH = (1920, 1080)  # frame size the memory plan reserves room for; larger frames run fewer at once
-# The analyser's working set while it runs: measured 3.4 KB per frame and person slot on the
-# 15-minute track; linking can find more people than --num_poses slots (4 from 2 there), hence 10 KB.
+# The analyser's working set while it runs: under 3.2 KB per frame and lane of the linked track
+# (tests/analysis/test_analysis_memory.py); lanes can outnumber the chunks' slots where people come
+# and go (a person's span overlapping another's gap), hence 10 KB per frame and slot.
 ANALYSIS_BYTES_PER_FRAME_SLOT = 10 * 1024
 
 

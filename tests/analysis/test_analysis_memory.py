@@ -48,6 +48,24 @@ def long_track(sample_video, lite_model) -> tuple[PoseChunk, TrackMeta]:
     return track, TrackMeta(info.width, info.height, info.fps)
 
 
+def _analyse_stored(track: PoseChunk, meta: TrackMeta, folder) -> tuple[dict, int]:
+    """``track`` saved in chunks and analysed as the Ray actor does it, into ``folder / "analysis"``:
+    the summary, and the ``tracemalloc`` peak of the analysis."""
+    records = [
+        save_chunk(folder / f"chunk-{i:03d}.npz", i, track.slice(start, start + CHUNK_FRAMES))
+        for i, start in enumerate(range(0, track.num_frames, CHUNK_FRAMES))
+    ]
+    assert load_track(records).num_frames == track.num_frames
+    actor = AnalyzerActor(AnalysisParams())
+    tracemalloc.start()
+    try:
+        summary = actor.analyze_stored(records, meta, str(folder / "analysis"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return summary, peak
+
+
 def test_linking_then_analysing_is_the_whole_analysis(long_track):
     track, meta = long_track
     analyzer = Analyzer(AnalysisParams())
@@ -63,18 +81,7 @@ def test_linking_then_analysing_is_the_whole_analysis(long_track):
 
 def test_stored_analysis_of_a_long_track_peaks_below_its_budget(long_track, tmp_path):
     track, meta = long_track
-    records = [
-        save_chunk(tmp_path / f"chunk-{i:03d}.npz", i, track.slice(start, start + CHUNK_FRAMES))
-        for i, start in enumerate(range(0, track.num_frames, CHUNK_FRAMES))
-    ]
-    assert load_track(records).num_frames == track.num_frames
-    actor = AnalyzerActor(AnalysisParams())
-    tracemalloc.start()
-    try:
-        summary = actor.analyze_stored(records, meta, str(tmp_path / "analysis"))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    summary, peak = _analyse_stored(track, meta, tmp_path)
     stored = AnalysisStore(tmp_path / "analysis")
     assert stored.num_frames == track.num_frames and stored.summary == summary
     slots = stored.read(0, 1).track.num_slots
@@ -139,17 +146,7 @@ def test_persons_who_come_and_go_share_lanes_and_keep_their_values(coming_and_go
 
 def test_the_analysis_peak_follows_the_lanes_not_the_persons(coming_and_going, tmp_path):
     _, apart, meta = coming_and_going
-    records = [
-        save_chunk(tmp_path / f"chunk-{i:03d}.npz", i, apart.slice(start, start + CHUNK_FRAMES))
-        for i, start in enumerate(range(0, apart.num_frames, CHUNK_FRAMES))
-    ]
-    actor = AnalyzerActor(AnalysisParams())
-    tracemalloc.start()
-    try:
-        summary = actor.analyze_stored(records, meta, str(tmp_path / "analysis"))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    summary, peak = _analyse_stored(apart, meta, tmp_path)
     lanes = AnalysisStore(tmp_path / "analysis").read(0, 1).track.num_slots
     assert len(summary["persons"]) >= APART * lanes  # many more persons than lanes
     budget = PEAK_BYTES_PER_FRAME_SLOT * apart.num_frames * lanes

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.analysis.analyzer import Analyzer
 from pipeline.analysis.swaps import LEG_PAIRS
-from pipeline.analysis.tracking import PERSON_ORDER, _person_order, link_tracks
+from pipeline.analysis.tracking import PERSON_ORDER, _person_order, by_person, link_tracks
 
 MAN, WOMAN = 0, 1
 
@@ -73,7 +73,7 @@ def test_linking_alone_leaves_two_tracks_long_enough_to_analyse(sequential_track
     (the plain frame-to-frame linking gave four, plus two short ones)."""
     track, meta = sequential_track(6)
     linking = link_tracks(track.image_xyzv, meta.width, meta.height, 30, meta.fps, 5)
-    per_id = (linking.order >= 0).sum(axis=0)
+    per_id = (by_person(linking.order, linking.person, linking.persons, -1) >= 0).sum(axis=0)
     assert (per_id >= 5).sum() == 2
     assert linking.ghosts > 0
 
@@ -108,8 +108,8 @@ def test_an_injected_leg_swap_is_corrected(sequential_track):
     track, meta = sequential_track(2)
     clean = Analyzer()(track, meta)
     rows = np.arange(50, 60)
-    order = link_tracks(track.image_xyzv, meta.width, meta.height, 30, meta.fps, 5).order
-    slots = order[rows, MAN]
+    linking = link_tracks(track.image_xyzv, meta.width, meta.height, 30, meta.fps, 5)
+    slots = by_person(linking.order, linking.person, linking.persons, -1)[rows, MAN]
     assert (slots >= 0).all()
     swapped = type(track)(
         **{
