@@ -191,7 +191,7 @@ class Analyzer:
         for ident, (lane, start, stop) in enumerate(spans):
             first, last = np.searchsorted(rows, [start, stop])  # the person's analysed rows: rows[first:last]
             seen = detected[rows[first:last], lane]
-            if seen.sum() < p.min_track_frames:
+            if seen.sum() < max(1, p.min_track_frames):  # never seen here: nothing to analyse
                 persons.append(PersonSeries.unanalysed(ident, rows[first:last], seen, times[first:last]))
                 continue
             # The window: from the first to the last row holding the person (longer when that is

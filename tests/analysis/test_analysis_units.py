@@ -955,3 +955,18 @@ def test_repetitions_are_ordered_and_do_not_overlap():
     assert peaks == sorted(peaks)
     for before, after in zip(reps, reps[1:]):
         assert before.start <= before.peak <= before.end <= after.start <= after.peak
+
+
+def test_a_slot_never_seen_is_reported_unanalysed_even_without_a_minimum():
+    """Unlinked (slot k = person k over the whole track), a slot that holds no one is
+    not analysed, whatever ``min_track_frames`` says."""
+    px = translating(40, 0.3 * WIDTH, 0.0, 0.0)
+    chunk = make_chunk(px, WIDTH, HEIGHT)
+    two = PoseChunk.empty(0, chunk.num_frames, 2, FPS)
+    for name in ("image_xyzv", "world_xyz", "presence"):
+        getattr(two, name)[:, :1] = getattr(chunk, name)
+    analysis = Analyzer(AnalysisParams(min_track_frames=0)).analyze_linked(two, TrackMeta(WIDTH, HEIGHT, FPS))
+    assert [p["id"] for p in analysis.summary["persons"]] == [0]
+    assert analysis.summary["persons"][0]["analysed"]
+    assert_array_equal(analysis.person, np.tile([0, 1], (40, 1)))
+    assert np.isnan(analysis.of_person("angles", 1)).all()
