@@ -14,7 +14,7 @@ series are laid back onto every frame of the video (NaN where not analysed).
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -25,10 +25,10 @@ from pipeline.analysis.kinematics import joint_angles
 from pipeline.analysis.sports import REPETITION_SIGNALS, SPORT_PROFILES
 from pipeline.analysis.summary import PersonSeries, summarize
 from pipeline.analysis.swaps import MAX_SWAP_S, find_leg_swaps, swap_legs
-from pipeline.analysis.tracking import PERSON_ORDER, link_tracks, torso_centres
+from pipeline.analysis.tracking import PERSON_ORDER, by_person, link_tracks, torso_centres
 from pipeline.config import AnalysisParams
 from pipeline.pose.skeleton import ANGLE_NAMES
-from pipeline.pose.types import PoseChunk
+from pipeline.pose.types import PERSON_ARRAYS, PoseChunk
 
 __all__ = ["Analysis", "AnalysisParams", "Analyzer", "TrackMeta", "person_spans", "person_values"]
 
@@ -107,6 +107,15 @@ class Analysis:
         speed = np.linalg.norm(self.velocity_px_s, axis=-1)
         with np.errstate(invalid="ignore", divide="ignore"):
             return (speed / lane_values(self.body_height_px, self.person)[..., None]).astype(np.float32)
+
+    def track_by_person(self) -> PoseChunk:
+        """The linked track with one slot per person id (slot k = person k, empty where the
+        person is not around): the dense layout, for a short track or a comparison."""
+        persons = len(self.body_height_px)
+        return replace(
+            self.track,
+            **{name: by_person(getattr(self.track, name), self.person, persons, np.nan) for name in PERSON_ARRAYS},
+        )
 
     def of_person(self, name: str, person: int) -> np.ndarray:
         """The series ``name`` (one of the per-frame arrays) of one person: ``[F, ...]``,

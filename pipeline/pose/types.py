@@ -13,6 +13,7 @@ _FRAME_ARRAYS = ("frame_index", "timestamp_ms", "sampled", "decoded")
 _PERSON_ARRAYS = ("image_xyzv", "world_xyz", "presence")
 _ARRAYS = _FRAME_ARRAYS + _PERSON_ARRAYS
 ARRAY_NAMES: tuple[str, ...] = _ARRAYS  # what a PoseChunk holds, in the order it is stored
+PERSON_ARRAYS: tuple[str, ...] = _PERSON_ARRAYS  # those with a person slot axis (``[F, P, ...]``)
 
 
 @dataclass(frozen=True)

@@ -813,6 +813,9 @@ def test_analyzer_reports_the_switched_detection_as_two_persons():
     assert analysis.track.num_slots == 1
     assert_array_equal(analysis.person[:, 0], np.where(np.arange(frames) < 30, 0, 1))
     assert analysis.track.detected.all()
+    dense = analysis.track_by_person()  # one slot per person: the layout before lanes
+    assert_array_equal(dense.detected[:, 0], np.arange(frames) < 30)
+    assert_array_equal(dense.detected[:, 1], np.arange(frames) >= 30)
     persons = analysis.summary["persons"]
     assert [(p["id"], p["first_frame"], p["last_frame"]) for p in persons] == [(0, 0, 29), (1, 30, 59)]
     assert analysis.summary["persons_found"] == 2

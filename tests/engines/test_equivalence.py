@@ -141,7 +141,7 @@ def test_every_person_is_tracked_through_the_chunk_boundaries(
     header, track = read_pose_json(result.outputs["pose_json"])
     assert header["summary"]["chunks"] == report
     meta = TrackMeta(info.width, info.height, fps)
-    linked = Analyzer(config.resolved_analysis)(loop, meta).track  # linked, leg swaps corrected
+    linked = Analyzer(config.resolved_analysis)(loop, meta).track_by_person()  # linked, leg swaps corrected
     comparison = _strict(linked, track, info.width, info.height, f"{clip} pose JSON")
     assert comparison.share_within(0.01) >= 0.99
     # ids continue across the chunk boundaries: each of our ids is one of the loop's, on every frame
