@@ -108,6 +108,14 @@ class Analysis:
         with np.errstate(invalid="ignore", divide="ignore"):
             return (speed / lane_values(self.body_height_px, self.person)[..., None]).astype(np.float32)
 
+    def persons_shown(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The persons detected on the analysed frames, by frame then person id: their rows,
+        lanes and ids (what the pose JSON and the angles CSV list)."""
+        rows, lanes = np.nonzero(self.track.detected & self.track.sampled[:, None])
+        ids = self.person[rows, lanes]
+        order = np.lexsort((ids, rows))
+        return rows[order], lanes[order], ids[order]
+
     def track_by_person(self) -> PoseChunk:
         """The linked track with one slot per person id (slot k = person k, empty where the
         person is not around): the dense layout, for a short track or a comparison."""

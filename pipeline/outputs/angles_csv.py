@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import math
 
-import numpy as np
-
 from pipeline import storage
 from pipeline.analysis.store import AnalysisStore
 from pipeline.config import PipelineConfig
@@ -32,13 +30,10 @@ def write_angles_csv(path: str, store: AnalysisStore) -> str:
         writer.writerow(COLUMNS)
         for block in store.blocks():
             track = block.track
-            rows, lanes = np.nonzero(track.detected & track.sampled[:, None])
-            ids = block.person[rows, lanes]
-            for k in np.lexsort((ids, rows)).tolist():  # by frame, then person
-                row, lane = rows[k], lanes[k]
+            for row, lane, person in zip(*block.persons_shown()):  # by frame, then person
                 angles = ["" if math.isnan(v) else round(v, 2) for v in block.angles[row, lane].tolist()]
                 time_s = round(float(track.timestamp_ms[row]) / 1000.0, 4)
-                writer.writerow([int(track.frame_index[row]), time_s, int(ids[k]), *angles])
+                writer.writerow([int(track.frame_index[row]), time_s, int(person), *angles])
 
     return atomic_write(path, write, text=True)
 

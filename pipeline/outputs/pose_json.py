@@ -43,14 +43,10 @@ def frame_entries(analysis: Analysis):
     ``round`` (``_value``)."""
     track = analysis.track
     speed = analysis.speed_bh_s
-    frames, lanes = np.nonzero(track.detected & track.sampled[:, None])  # the persons shown
-    ids = analysis.person[frames, lanes]
-    order = np.lexsort((ids, frames))  # each frame's persons by id
-    frames, lanes, ids = frames[order], lanes[order], ids[order]
-    slots = lanes
-    landmarks = np.concatenate([track.image_xyzv[frames, slots], track.presence[frames, slots][..., None]], axis=-1)
+    frames, lanes, ids = analysis.persons_shown()
+    landmarks = np.concatenate([track.image_xyzv[frames, lanes], track.presence[frames, lanes][..., None]], axis=-1)
     landmarks = np.round(landmarks.astype(np.float64), DECIMALS)
-    world = np.round(track.world_xyz[frames, slots].astype(np.float64), DECIMALS)
+    world = np.round(track.world_xyz[frames, lanes].astype(np.float64), DECIMALS)
     landmarks_nan, world_nan = np.isnan(landmarks).any(axis=(1, 2)), np.isnan(world).any(axis=(1, 2))
     first = np.searchsorted(frames, np.arange(track.num_frames + 1))  # each frame's persons: first[f]:first[f + 1]
     sampled = track.sampled.tolist()
@@ -65,24 +61,24 @@ def frame_entries(analysis: Analysis):
         if sampled[f]:
             persons = []
             for k in range(first[f], first[f + 1]):
-                slot = int(slots[k])
-                contact = int(analysis.contact[f, slot])
+                lane = int(lanes[k])
+                contact = int(analysis.contact[f, lane])
                 persons.append(
                     {
                         "id": int(ids[k]),
                         "landmarks": _lists(landmarks[k], landmarks_nan[k]),
                         "world_landmarks": _lists(world[k], world_nan[k]),
-                        "angles": dict(zip(ANGLE_NAMES, _values(analysis.angles[f, slot].tolist(), 2))),
+                        "angles": dict(zip(ANGLE_NAMES, _values(analysis.angles[f, lane].tolist(), 2))),
                         "angular_velocity_deg_s": dict(
-                            zip(ANGLE_NAMES, _values(analysis.angular_velocity[f, slot].tolist(), 1))
+                            zip(ANGLE_NAMES, _values(analysis.angular_velocity[f, lane].tolist(), 1))
                         ),
-                        "com_px": _values(analysis.com_px[f, slot].tolist(), 1),
-                        "com_height_bh": _value(analysis.com_height_bh[f, slot], 4),
+                        "com_px": _values(analysis.com_px[f, lane].tolist(), 1),
+                        "com_height_bh": _value(analysis.com_height_bh[f, lane], 4),
                         "velocity_px_s": {
                             name: _values(pair, 1)
-                            for name, pair in zip(VELOCITY_POINTS, analysis.velocity_px_s[f, slot].tolist())
+                            for name, pair in zip(VELOCITY_POINTS, analysis.velocity_px_s[f, lane].tolist())
                         },
-                        "speed_bh_s": dict(zip(VELOCITY_POINTS, _values(speed[f, slot].tolist(), 3))),
+                        "speed_bh_s": dict(zip(VELOCITY_POINTS, _values(speed[f, lane].tolist(), 3))),
                         "ground_contact": None if contact < 0 else bool(contact),
                     }
                 )
