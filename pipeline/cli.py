@@ -33,6 +33,7 @@ from pipeline.llm.teachers import DEFAULT_MODELS
 from pipeline.llm.trainer import DEFAULT_BASE_MODEL
 from pipeline.pose.native_log import SHOW_ENV as NATIVE_LOG_ENV
 from pipeline.stats import RunStats, process_start_time
+from pipeline import storage
 from pipeline.storage import ensure_writable, write_json
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
@@ -86,10 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
         "3 engines or model unavailable (or an engine died), 130/143 interrupted by SIGINT/SIGTERM.",
     )
     _add(parser, "input", "-i", action="append", default=[], metavar="PATH",
-         help="folder searched recursively for videos (or a video file); repeatable")  # fmt: skip
+         help="folder searched recursively for videos (or a video file); repeatable. Every folder and file "
+              "option also takes a URL: s3://bucket/prefix, gs://, az://, and https:// for single input files")  # fmt: skip
     _add(parser, "video", "-v", action="append", default=[], metavar="FILE", help="a video file; repeatable")
     _add(parser, "output", "-o", default="output", metavar="DIR",
          help="folder for annotated videos, reports, summary.csv and the work files (default: output)")  # fmt: skip
+    _add(parser, "storage_option", action="append", default=[], metavar="KEY=VALUE",
+         help="an option of the object store's filesystem, e.g. endpoint_url=http://minio:9000 for an "
+              "S3-compatible server (default: $S3_ENDPOINT_URL); repeatable. Credentials come from the "
+              "environment, .env or the store's usual configuration, never from here")  # fmt: skip
     _add(parser, "models", "-m", default="models", metavar="DIR",
          help="folder for the pose JSON files (default: models)")  # fmt: skip
     _add(parser, "quality", choices=sorted(QUALITY_PRESETS), default="balanced",
@@ -233,6 +239,17 @@ class ProgressDisplay:
             self.batch.close()
 
 
+def _storage_options(pairs: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs as a dict (ConfigError for a pair without ``=``)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--storage_option {pair!r}: expected KEY=VALUE")
+        options[key.strip()] = value
+    return options
+
+
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     llm = LLMSettings(
         teachers=tuple(p for p, on in (("openai", args.use_openai), ("claude", args.use_claude)) if on),
@@ -342,12 +359,16 @@ def _main(argv: list[str] | None) -> int:
         os.environ.setdefault("RAY_LOG_TO_STDERR", "0")
         logging.getLogger("ray").setLevel(logging.ERROR)
         logging.getLogger("httpx").setLevel(logging.WARNING)
+    for name in ("botocore", "aiobotocore", "s3fs", "fsspec", "urllib3", "aiohttp"):
+        # Their debug lines show request headers (a signature, a key id): never in this run's log.
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
     load_env()
     try:
+        storage.configure(_storage_options(args.storage_option))
         config = config_from_args(args)
         check_ready(config)  # a missing key stops the run here (the pipeline logs the notes when it starts)
         videos = discover_videos(args.input, args.video)
-    except (ConfigError, InputError) as exc:
+    except (ConfigError, InputError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -6,6 +6,19 @@ import os
 import re
 
 
+def redact(location) -> str:
+    """A location fit for a log line, an error or an output: a URL loses its query string and
+    any ``user:password@`` part (a signed URL carries its signature in the query); a local
+    path is returned as it is."""
+    text = os.fspath(location) if isinstance(location, os.PathLike) else str(location)
+    if "://" not in text or text.startswith("file://"):
+        return text
+    scheme, rest = text.split("://", 1)
+    host, slash, path = rest.partition("/")
+    host = host.rsplit("@", 1)[-1]
+    return f"{scheme}://{host}{slash}{path.split('?', 1)[0].split('#', 1)[0]}"
+
+
 class PipelineError(Exception):
     """Base class of every error the pipeline raises on purpose."""
 
@@ -27,7 +40,7 @@ class VideoError(PipelineError):
 
     def __init__(self, path, reason: str) -> None:
         super().__init__(str(path), reason)  # both in args: the error pickles across processes
-        self.path = str(path)
+        self.path = redact(path)
         self.reason = reason
 
     def __str__(self) -> str:

@@ -29,6 +29,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, InvalidStateError
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -39,19 +40,20 @@ from pipeline.config import PipelineConfig
 from pipeline.engines import Engines
 from pipeline.engines.ray_engine import analyze_stored_task
 from pipeline.errors import OutputError, PipelineError, VideoError, one_line_reason
-from pipeline.inputs import output_names
+from pipeline.inputs import Input, as_input, output_names
 from pipeline.llm.stage import check_ready, run_llm_stage
 from pipeline.memory import MemoryMonitor, MiB, ResourcePlan, kind_bytes, plan_resources
 from pipeline.outputs.registry import REGISTRY, OutputTask, OutputWriter, VideoOutputs
 from pipeline.outputs.summary_csv import write_summary_csv
 from pipeline.plan import WORK_BYTES_PER_FRAME_SLOT, DiskCheck, plan_video
 from pipeline.pose import MediaPipeSettings, ModelFile, resolve_model
+from pipeline.pose.models import shared_copy
 from pipeline.results import BatchResult, ProgressEvent, VideoResult
 from pipeline.scheduler import Done, Scheduler, Stalled, Work
 from pipeline.state import Stage, VideoRun
 from pipeline.stats import ChunkTiming, RunStats
 from pipeline.video.probe import probe_video
-from pipeline.workdir import ChunkRecord, VideoState, WorkFolder, extract_chunk, fingerprint
+from pipeline.workdir import WORK_FOLDER, ChunkRecord, VideoState, WorkFolder, extract_chunk, fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ class VideoPipeline:
         self.monitor: MemoryMonitor | None = None
         self.engines = Engines(self.config, self.stats)
         self._scheduler: Scheduler | None = None
-        self._claimed: tuple[list[Path], list[VideoRun]] | None = None
+        self._claimed: tuple[list[Input], list[VideoRun]] | None = None
 
     # -- engines ---------------------------------------------------------------
     def start(self) -> VideoPipeline:
@@ -156,7 +158,12 @@ class VideoPipeline:
 
     # -- processing ------------------------------------------------------------
     def estimator_settings(self) -> MediaPipeSettings:
-        return MediaPipeSettings.from_preset(self.config.preset, self.model, self.config.resolved_num_poses)
+        settings = MediaPipeSettings.from_preset(self.config.preset, self.model, self.config.resolved_num_poses)
+        if not storage.is_local(self.config.output_dir):
+            # Workers on machines that share no file system with this one read the model where the outputs go.
+            shared = shared_copy(self.model, storage.join(self.config.output_dir, WORK_FOLDER, "models"))
+            settings = replace(settings, model_path=shared)
+        return settings
 
     def claim(self, paths: Iterable[str | Path]) -> list[VideoRun]:
         """Take the lock of every video's work folder, without waiting: a video
@@ -166,7 +173,7 @@ class VideoPipeline:
         for folder in self.config.output_folders:
             storage.ensure_writable(folder)
         self._plan_resources()  # a budget that cannot hold the run is refused before any lock is taken
-        paths = [Path(p) for p in paths]
+        paths = [as_input(p) for p in paths]
         names = output_names(paths)
         runs = [
             VideoRun(path, names[path], WorkFolder.for_video(self.config.output_dir, names[path])) for path in paths
@@ -187,7 +194,7 @@ class VideoPipeline:
     def process(self, paths: Iterable[str | Path]) -> BatchResult:
         """Every video, then the LLM step on those that wrote examples."""
         t0 = time.perf_counter()
-        paths = [Path(p) for p in paths]
+        paths = [as_input(p) for p in paths]
         claimed = self._claimed is not None and self._claimed[0] == paths
         runs = self._claimed[1] if claimed else self.claim(paths)
         try:
@@ -328,7 +335,7 @@ class VideoPipeline:
 
     def _extract_work(self, run: VideoRun, spec) -> Work:
         info = run.result.info
-        path = str(run.work.chunk_path(spec.index).resolve())
+        path = storage.absolute(run.work.chunk_path(spec.index))
 
         def start():
             future = self.dask.submit(
@@ -377,7 +384,7 @@ class VideoPipeline:
         info = run.result.info
         meta = TrackMeta(width=info.width, height=info.height, fps=info.fps)
         records = [run.records[spec.index] for spec in run.plan.specs]
-        folder = str(run.work.analysis_folder.resolve())
+        folder = storage.absolute(run.work.analysis_folder)
         slots = max(record.slots for record in records)
         weight = run.frames_done * slots * ANALYSIS_BYTES_PER_FRAME_SLOT
 
@@ -424,7 +431,7 @@ class VideoPipeline:
             source=run.source,
             info=info,
             config=self.config,
-            store=str(run.work.analysis_folder.resolve()),
+            store=storage.absolute(run.work.analysis_folder),
             frames=run.summary["frames"],
             chunk_starts=plan.chunk_starts,
             header=header,

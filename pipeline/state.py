@@ -7,6 +7,8 @@ import time
 from enum import StrEnum
 from pathlib import Path
 
+from pipeline import storage
+from pipeline.errors import redact
 from pipeline.plan import VideoPlan
 from pipeline.results import VideoResult
 from pipeline.workdir import ChunkRecord, WorkFolder
@@ -43,9 +45,10 @@ _NEXT: dict[Stage, frozenset[Stage]] = {
 class VideoRun:
     """Book-keeping of one video while it is in flight."""
 
-    def __init__(self, path: Path, name: str, work: WorkFolder) -> None:
-        self.result = VideoResult(video=str(path), name=name)
-        self.source = str(path.resolve())  # what the workers open: they may run in another directory
+    def __init__(self, path: Path | str, name: str, work: WorkFolder) -> None:
+        self.result = VideoResult(video=redact(path), name=name)
+        # What the workers open: they may run in another directory, or on another machine (a URL).
+        self.source = storage.absolute(path)
         self.work = work
         self.stage = Stage.NEW
         self.started = time.perf_counter()

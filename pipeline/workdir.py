@@ -28,7 +28,6 @@ old or the new file, never a partial one.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import socket
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import storage
+from pipeline.errors import redact
 from pipeline.pose import BackendSettings, track_chunk
 from pipeline.pose.handover import stitch
 from pipeline.pose.types import ARRAY_NAMES, Handover, PoseChunk
@@ -58,13 +58,25 @@ HEAD_BYTES = 1024**2
 
 
 def fingerprint(path: str | os.PathLike) -> dict:
-    """What identifies an input file's content without reading all of it."""
-    file = Path(path).resolve()
-    stat = file.stat()
+    """What identifies an input file's content without reading all of it: its location,
+    size, modification time (a local file) or version tag (an object's ETag), and a hash
+    of its first MiB."""
     digest = hashlib.sha256()
-    with open(file, "rb") as fh:
+    if storage.is_local(path):
+        file = Path(path).resolve()
+        stat = file.stat()
+        with open(file, "rb") as fh:
+            digest.update(fh.read(HEAD_BYTES))
+        return {
+            "path": str(file),
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "head_sha256": digest.hexdigest(),
+        }
+    size, tag = storage.version(path)
+    with storage.open_file(path) as fh:
         digest.update(fh.read(HEAD_BYTES))
-    return {"path": str(file), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "head_sha256": digest.hexdigest()}
+    return {"path": redact(path), "size": size, "version": tag, "head_sha256": digest.hexdigest()}
 
 
 # -- chunk artifacts -------------------------------------------------------------
@@ -124,26 +136,26 @@ def load_track(records: list[ChunkRecord]) -> PoseChunk:
 
 # -- work folders ------------------------------------------------------------------
 class WorkFolder:
-    """One video's folder under ``<output>/.work``."""
+    """One video's folder under ``<output>/.work`` (a local path or a URL, like the output folder)."""
 
     def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root)
-        self.lock = storage.FileLock(self.root.with_name(self.root.name + LOCK_SUFFIX))
+        self.root = storage.absolute(root)
+        self.lock = storage.lock_for(self.root + LOCK_SUFFIX)
 
     @classmethod
     def for_video(cls, output_dir: str | os.PathLike, name: str) -> WorkFolder:
-        return cls(Path(output_dir) / WORK_FOLDER / name)
+        return cls(storage.join(output_dir, WORK_FOLDER, name))
 
     @property
-    def manifest_path(self) -> Path:
-        return self.root / MANIFEST
+    def manifest_path(self) -> str:
+        return storage.join(self.root, MANIFEST)
 
     @property
-    def analysis_folder(self) -> Path:
-        return self.root / "analysis"
+    def analysis_folder(self) -> str:
+        return storage.join(self.root, "analysis")
 
-    def chunk_path(self, index: int) -> Path:
-        return self.root / f"chunk-{index:05d}.npz"
+    def chunk_path(self, index: int) -> str:
+        return storage.join(self.root, f"chunk-{index:05d}.npz")
 
     def manifest(self) -> dict | None:
         try:
@@ -166,9 +178,11 @@ class WorkFolder:
             old = None
         # A run that goes on from here may overwrite outputs: the video is not complete until it ends.
         manifest = {"format": FORMAT_VERSION, "source": source, "extract": extract_key}
-        self.root.mkdir(parents=True, exist_ok=True)
-        for stale in self.root.glob(".*.part"):  # left by a process killed while writing
-            stale.unlink(missing_ok=True)
+        if storage.is_local(self.root):
+            root = storage.local_path(self.root)
+            root.mkdir(parents=True, exist_ok=True)
+            for stale in root.glob(".*.part"):  # left by a process killed while writing
+                stale.unlink(missing_ok=True)
         storage.write_json(self.manifest_path, manifest)
         return manifest
 
@@ -178,18 +192,19 @@ class WorkFolder:
     def finished_chunks(self, starts: dict[int, int]) -> dict[int, ChunkRecord]:
         """Chunk files that load and start where the plan says (``starts``: index -> first frame)."""
         found = {}
+        present = set(storage.list_names(self.root))
         for index, start in starts.items():
             path = self.chunk_path(index)
-            if not path.exists():
+            if storage.name_of(path) not in present:
                 continue
             try:
                 chunk = load_chunk(path)
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
                 logger.warning("%s: unreadable, recomputing it (%s)", path, exc)
-                path.unlink(missing_ok=True)
+                storage.remove(path)
                 continue
             if chunk.num_frames and int(chunk.frame_index[0]) != start:
-                path.unlink(missing_ok=True)
+                storage.remove(path)
                 continue
             found[index] = _record(path, index, chunk, reused=True)
         return found
@@ -224,7 +239,7 @@ class WorkFolder:
     def has_analysis(self) -> bool:
         """A complete stored analysis of the current layout (``ANALYSIS_FORMAT``) is here."""
         try:
-            meta = json.loads((self.analysis_folder / "meta.json").read_text(encoding="utf-8"))
+            meta = storage.read_json(storage.join(self.analysis_folder, "meta.json"))
         except (OSError, ValueError):
             return False
         return meta.get("format") == ANALYSIS_FORMAT
@@ -251,14 +266,13 @@ def video_states(output_dir: str | os.PathLike) -> list[VideoState]:
     A video whose lock another process holds is "in progress", whatever its
     manifest says (that run may be redoing it); the caller holds no video lock.
     """
-    root = Path(output_dir) / WORK_FOLDER
-    if not root.is_dir():
-        return []
-    names = {p.name for p in root.iterdir() if (p / MANIFEST).is_file()}
-    names |= {p.name.removesuffix(LOCK_SUFFIX) for p in root.glob(f"*{LOCK_SUFFIX}") if p.is_file()}
+    root = storage.join(output_dir, WORK_FOLDER)
+    entries = storage.list_names(root)
+    names = {n.removesuffix(LOCK_SUFFIX) for n in entries if n.endswith(LOCK_SUFFIX)}
+    names |= {n for n in entries if not n.endswith(LOCK_SUFFIX) and storage.exists(storage.join(root, n, MANIFEST))}
     states = []
     for name in sorted(names):
-        work = WorkFolder(root / name)
+        work = WorkFolder(storage.join(root, name))
         manifest = work.manifest() or {}
         source = manifest.get("source", {}).get("path", "")
         holder = work.lock.holder()

@@ -178,3 +178,27 @@ def started():
     yield procs
     for proc in alive(procs):
         proc.kill()
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A real S3-compatible server (moto) on 127.0.0.1 for the session."""
+    from s3_server import s3_server
+
+    with s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3, monkeypatch):
+    """A fresh bucket on the session's S3 server, with this process's environment pointed at it;
+    yields ``s3://bucket``."""
+    import uuid
+
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)
+    fs = s3.filesystem()
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    fs.call_s3("create_bucket", Bucket=bucket)  # (fs.mkdir adds a LocationConstraint moto refuses for us-east-1)
+    yield f"s3://{bucket}"
+    fs.rm(bucket, recursive=True)

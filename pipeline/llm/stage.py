@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pipeline import storage
 from pipeline.config import TEACHER_KEYS, TRAINERS, LLMSettings, PipelineConfig
 from pipeline.errors import ConfigError, LLMError, one_line_reason
 from pipeline.llm.build import assemble_dataset, read_jsonl, video_files, write_jsonl
@@ -104,7 +105,34 @@ def _synthetic(options: LLMSettings, folder: Path, videos: list[str], sport: str
 
 def run_llm_stage(videos: list[str], config: PipelineConfig, say: Callable[[str], None] | None = None) -> StageResult:
     """Teachers, dataset and training for the videos whose examples were written
-    (to ``config.llm_data_dir``)."""
+    (to ``config.llm_data_dir``). Folders on object storage are worked on in local
+    copies (``storage.local_mirror``): what the stage writes is uploaded when it ends."""
+    data_dir, models_dir = config.llm_data_dir, config.llm.models_dir
+    if storage.is_local(data_dir) and storage.is_local(models_dir):
+        return _run_stage(videos, config, say)
+    with storage.local_mirror(data_dir) as data, storage.local_mirror(models_dir, fetch=False) as models:
+        local = replace(config, llm_data_dir=str(data), llm=replace(config.llm, models_dir=str(models)))
+        result = _run_stage(videos, local, say)
+    moves = {str(data): data_dir, str(models): models_dir}
+    result.lines = _relocated(result.lines, moves)
+    result.card, result.training = _relocated(result.card, moves), _relocated(result.training, moves)
+    return result
+
+
+def _relocated(value, moves: dict[str, str]):
+    """``value`` (strings in lists and dicts) with each local copy's folder named by its location."""
+    if isinstance(value, str):
+        for old, new in moves.items():
+            value = value.replace(old, new)
+        return value
+    if isinstance(value, list | tuple):
+        return type(value)(_relocated(item, moves) for item in value)
+    if isinstance(value, dict):
+        return {key: _relocated(item, moves) for key, item in value.items()}
+    return value
+
+
+def _run_stage(videos: list[str], config: PipelineConfig, say: Callable[[str], None] | None) -> StageResult:
     say = say or (lambda text: logger.info("%s", text))
     options, sport, folder = config.llm, config.sport_type, Path(config.llm_data_dir)
     settings = {"sport_type": sport, "quality": config.quality, "pose_model": config.resolved_pose_model}

@@ -5,9 +5,9 @@ re-encoding. Engine-free: the Dask tasks call these functions, and so can a loop
 from __future__ import annotations
 
 import os
-import shutil
+import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,6 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import OutputError, VideoError
 from pipeline.outputs.annotate import Annotator, BgrCanvas, YuvCanvas
 from pipeline.outputs.registry import DiskNeed, OutputPlan, OutputTask, OutputWriter, VideoOutputs
-from pipeline.storage import local_path
 from pipeline.video.probe import VideoInfo
 from pipeline.video.reader import i420_planes, iter_frames, picture_format
 from pipeline.video.writer import SegmentWriter, join_segments
@@ -57,15 +56,17 @@ def scaled_size(width: int, height: int, video_height: int | None) -> tuple[int,
     return out_width, out_height
 
 
-def segment_folder(output: Path, name: str) -> Path:
-    """A fresh folder next to the final video for one render's segments."""
-    folder = output / f".{name}_segments-{uuid.uuid4().hex[:8]}"
-    folder.mkdir(parents=True, exist_ok=False)
+def segment_folder(output: str, name: str) -> str:
+    """A fresh folder next to the final video for one render's segments (a local
+    folder, or a prefix on object storage that the segments are uploaded to)."""
+    folder = storage.join(output, f".{name}_segments-{uuid.uuid4().hex[:8]}")
+    if storage.is_local(folder):
+        storage.local_path(folder).mkdir(parents=True, exist_ok=False)
     return folder
 
 
 def plan_segments(
-    video: str, folder: Path, frames: int, width: int, height: int, fps: float, bounds, threads: int = 1,
+    video: str, folder: str, frames: int, width: int, height: int, fps: float, bounds, threads: int = 1,
     video_height: int | None = None,
 ) -> list[RenderSpec]:  # fmt: skip
     """Segments over ``[0, frames)`` split at ``bounds`` (the extraction chunk starts), each
@@ -76,7 +77,7 @@ def plan_segments(
     size = scaled_size(width, height, video_height)
     size = None if size == (width, height) else size
     return [
-        RenderSpec(video, i, a, b, str(folder / f"segment-{i:05d}.mp4"), width, height, fps, threads, size)
+        RenderSpec(video, i, a, b, storage.join(folder, f"segment-{i:05d}.mp4"), width, height, fps, threads, size)
         for i, (a, b) in enumerate(zip(starts, stops))
     ]
 
@@ -164,15 +165,26 @@ def _black(shape: tuple[int, ...], full_range: bool) -> np.ndarray:
 
 
 def join_rendered(specs: list[RenderSpec], out_path: str, written: list[int]) -> str:
-    """Join the segments into ``out_path`` (atomically) and remove them."""
+    """Join the segments into ``out_path`` (atomically) and remove them. Segments on object
+    storage are fetched into a local folder, joined there, and the result uploaded (an object
+    appears only when its upload completes)."""
     expected = sum(s.stop - s.start for s in specs)
     if sum(written) != expected:
         raise OutputError(f"annotated video: {sum(written)} frames rendered, expected {expected}")
-    folder = Path(specs[0].segment_path).parent
+    folder = storage.parent_of(specs[0].segment_path)
     try:
-        join_segments([Path(s.segment_path) for s in specs], Path(out_path), specs[0].fps)
+        if storage.is_local(out_path) and storage.is_local(folder):
+            join_segments([Path(s.segment_path) for s in specs], Path(out_path), specs[0].fps)
+        else:
+            with tempfile.TemporaryDirectory(prefix="pose-join-") as tmp:
+                local = [Path(tmp, storage.name_of(s.segment_path)) for s in specs]
+                for spec, path in zip(specs, local):
+                    storage.get_file(spec.segment_path, path)
+                joined = Path(tmp, storage.name_of(out_path))
+                join_segments(local, joined, specs[0].fps)
+                storage.put_file(joined, out_path)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        storage.remove_tree(folder)
     return os.fspath(out_path)
 
 
@@ -181,8 +193,16 @@ VIDEO_BYTES_PER_PIXEL = 0.04  # disk estimate: H.264 at CRF 23 (the sample clip 
 
 
 def render_task(spec: RenderSpec, store: str, annotator: Annotator) -> int:
-    """Task: one segment of the annotated video; returns its frame count."""
-    return render_segment(spec, AnalysisStore(store).read(spec.start, spec.stop), annotator)
+    """Task: one segment of the annotated video; returns its frame count. A segment
+    bound for object storage is encoded into a local file and uploaded."""
+    view = AnalysisStore(store).read(spec.start, spec.stop)
+    if storage.is_local(spec.segment_path):
+        return render_segment(spec, view, annotator)
+    with tempfile.TemporaryDirectory(prefix="pose-segment-") as tmp:
+        local = replace(spec, segment_path=str(Path(tmp, storage.name_of(spec.segment_path))))
+        written = render_segment(local, view, annotator)
+        storage.put_file(local.segment_path, spec.segment_path)
+    return written
 
 
 def join_task(specs: list[RenderSpec], out_path: str, *written: int) -> str:
@@ -210,7 +230,7 @@ class AnnotatedVideoWriter(OutputWriter):
 
     def plan(self, video: VideoOutputs) -> OutputPlan:
         info, target = video.info, self.target(video)
-        folder = segment_folder(local_path(target).parent, video.name)
+        folder = segment_folder(storage.parent_of(target), video.name)
         segments = plan_segments(
             video.source, folder, video.frames, info.width, info.height, info.fps, video.chunk_starts,
             threads=video.cores_per_task, video_height=video.config.video_height,
@@ -222,4 +242,4 @@ class AnnotatedVideoWriter(OutputWriter):
             for spec in segments
         ]
         tasks.append(OutputTask(join_task, (segments, target), f"join-{video.name}", after=tuple(range(len(segments)))))
-        return OutputPlan(tasks, scratch=(str(folder),))
+        return OutputPlan(tasks, scratch=(folder,))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Iterable
-from pathlib import Path
 
 from pipeline import storage
 from pipeline.workdir import WORK_FOLDER, VideoState, video_states
@@ -103,7 +102,7 @@ def write_summary_csv(output_dir: str | os.PathLike, finished: Iterable[VideoSta
     writing it). ``finished``: how this run's videos ended, which stands where
     their manifests could not say so (a full disk). The caller holds no video
     lock. Returns its location."""
-    lock = storage.FileLock(Path(output_dir) / WORK_FOLDER / SUMMARY_LOCK)
+    lock = storage.lock_for(storage.join(output_dir, WORK_FOLDER, SUMMARY_LOCK))
     lock.acquire(LOCK_TIMEOUT_S)
     try:
 

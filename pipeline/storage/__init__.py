@@ -26,12 +26,12 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.errors import OutputError
-from pipeline.storage.locks import FileLock, LockOwner, LockTimeout
+from pipeline.errors import OutputError, redact
+from pipeline.storage.locks import FileLock, LockOwner, LockTimeout, ObjectLock, lock_for
 
 Location = str | os.PathLike
 
@@ -40,20 +40,40 @@ __all__ = [
     "Location",
     "LockOwner",
     "LockTimeout",
+    "ObjectLock",
     "absolute",
     "atomic_write",
+    "configure",
+    "configured",
     "ensure_writable",
     "exists",
+    "filesystem_options",
     "free_bytes",
+    "get_file",
+    "info_of",
+    "is_dir",
+    "is_file",
     "is_local",
     "join",
+    "list_names",
+    "local_mirror",
     "local_path",
+    "lock_for",
+    "name_of",
     "open_file",
+    "parent_of",
+    "protocol_of",
+    "put_file",
     "read_json",
     "read_text",
+    "readable",
+    "redact",
     "remove",
     "remove_tree",
+    "url_to_fs",
+    "version",
     "volume_id",
+    "walk_files",
     "write_bytes",
     "write_json",
     "write_text",
@@ -81,11 +101,80 @@ def absolute(location: Location) -> str:
     return str(local_path(text).resolve()) if is_local(text) else text
 
 
+# Options for the filesystems of object stores (``--storage_option key=value``): never
+# credentials, which come from each process's environment, ``.env`` or the usual AWS/GCP/Azure
+# configuration, so they never travel in a task, a log or an output. Worker processes get the
+# options through OPTIONS_ENV (set here for the processes this one starts; the engines pass it
+# on to the workers of clusters they attach to).
+OPTIONS_ENV = "POSE_PIPELINE_STORAGE_OPTIONS"
+ENDPOINT_ENV = "S3_ENDPOINT_URL"
+S3_PROTOCOLS = ("s3", "s3a")
+NO_OPTIONS = ("file", "local", "memory", "http", "https")  # protocols the options are not for
+# Option names that would carry a credential: refused (they belong in the environment).
+SECRET_OPTIONS = frozenset(
+    {"key", "secret", "token", "password", "session_token", "aws_access_key_id", "aws_secret_access_key",
+     "aws_session_token", "account_key", "sas_token", "connection_string", "client_secret", "credentials"}
+)  # fmt: skip
+
+
+def configure(options: dict[str, str]) -> None:
+    """Options every object-store filesystem opened in this process (and in the processes it
+    starts) gets: ``endpoint_url`` for an S3-compatible server, ``region_name``, ...; replaces
+    the earlier ones. A credential is refused with OutputError."""
+    secret = sorted(SECRET_OPTIONS & {name.lower() for name in options})
+    if secret:
+        raise OutputError(
+            f"storage option {secret[0]!r} would carry a credential: set it in the environment or .env "
+            "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) or the store's own configuration instead"
+        )
+    if options:
+        os.environ[OPTIONS_ENV] = json.dumps(options, sort_keys=True)
+    else:
+        os.environ.pop(OPTIONS_ENV, None)
+
+
+def configured() -> dict[str, str]:
+    """The options of :func:`configure` (in this process's environment)."""
+    text = os.environ.get(OPTIONS_ENV)
+    return dict(json.loads(text)) if text else {}
+
+
+def protocol_of(location: Location) -> str:
+    """``s3``, ``gs``, ``https``, ...; ``file`` for a local path."""
+    text = os.fspath(location)
+    return text.split("://", 1)[0].lower() if not is_local(text) else "file"
+
+
+def filesystem_options(protocol: str) -> dict:
+    """The keyword arguments a filesystem of ``protocol`` is opened with."""
+    if protocol in NO_OPTIONS:
+        return {}
+    options: dict = configured()
+    if protocol in S3_PROTOCOLS:
+        client = {}
+        endpoint = options.pop("endpoint_url", None) or os.environ.get(ENDPOINT_ENV)
+        if endpoint:
+            client["endpoint_url"] = endpoint
+        if "region_name" in options:
+            client["region_name"] = options.pop("region_name")
+        if client:
+            options["client_kwargs"] = client
+    return options
+
+
 def url_to_fs(location: Location):
-    """``(filesystem, path)`` for any location (fsspec's ``url_to_fs``)."""
+    """``(filesystem, path)`` for any location (fsspec's ``url_to_fs``), opened with the
+    options of its protocol. A protocol whose fsspec implementation is not installed
+    raises OutputError naming the package to install."""
     from fsspec.core import url_to_fs as _url_to_fs
 
-    return _url_to_fs(os.fspath(location))
+    text = os.fspath(location)
+    try:
+        return _url_to_fs(text, **filesystem_options(protocol_of(text)))
+    except ImportError as exc:
+        raise OutputError(
+            f"{redact(text)}: {protocol_of(text)}:// needs a package that is not installed ({exc})"
+        ) from exc
 
 
 def join(location: Location, *parts: str) -> str:
@@ -151,6 +240,159 @@ def open_file(location: Location, mode: str = "rb", **kwargs) -> IO:
     return fs.open(path, mode, **kwargs)
 
 
+# Reading a video from object storage: a seekable file that fetches this much ahead of each read
+# (a decoder reads 32 KiB at a time, forward, after one seek to its range's key frame).
+READ_AHEAD_BYTES = 4 * 1024**2
+
+
+@contextlib.contextmanager
+def readable(location: Location) -> Iterator[str | IO]:
+    """What a decoder opens: a local path as it is (FFmpeg reads the file itself), a remote
+    object as a seekable file object that reads ahead (only the byte ranges read are fetched)."""
+    if is_local(location):
+        yield str(local_path(location))
+        return
+    fs, path = url_to_fs(location)
+    with fs.open(path, "rb", block_size=READ_AHEAD_BYTES, cache_type="readahead") as fh:
+        yield fh
+
+
+def version(location: Location) -> tuple:
+    """What changes when the file at ``location`` changes: size and modification time, or
+    size and the object's ETag (caches of what was read from a file are keyed by it)."""
+    if is_local(location):
+        stat = os.stat(local_path(location))
+        return stat.st_size, stat.st_mtime_ns
+    info = info_of(location)
+    tag = info.get("ETag") or info.get("etag") or info.get("LastModified") or info.get("mtime") or info.get("md5")
+    return int(info.get("size") or 0), str(tag)
+
+
+def info_of(location: Location) -> dict:
+    """The store's record of a file: ``size``, ``type`` and what the store adds (ETag, ...).
+    FileNotFoundError when it is not there."""
+    if is_local(location):
+        stat = os.stat(local_path(location))
+        kind = "directory" if Path(local_path(location)).is_dir() else "file"
+        return {"size": stat.st_size, "type": kind, "mtime_ns": stat.st_mtime_ns}
+    fs, path = url_to_fs(location)
+    return fs.info(path)
+
+
+def is_file(location: Location) -> bool:
+    if is_local(location):
+        return local_path(location).is_file()
+    fs, path = url_to_fs(location)
+    return fs.isfile(path)
+
+
+def is_dir(location: Location) -> bool:
+    if is_local(location):
+        return local_path(location).is_dir()
+    fs, path = url_to_fs(location)
+    return fs.isdir(path)
+
+
+def name_of(location: Location) -> str:
+    """The last part of a path or URL (``demo.mp4``)."""
+    return os.fspath(location).rstrip("/").rsplit("/", 1)[-1]
+
+
+def parent_of(location: Location) -> str:
+    """The folder a path or URL is in."""
+    text = os.fspath(location)
+    if is_local(text):
+        return str(local_path(text).parent)
+    return text.rstrip("/").rsplit("/", 1)[0]
+
+
+def walk_files(location: Location) -> list[str]:
+    """Every file under a folder (recursive), as locations like ``location``'s, sorted."""
+    if is_local(location):
+        return sorted(str(p) for p in local_path(location).rglob("*") if p.is_file())
+    fs, path = url_to_fs(location)
+    protocol = protocol_of(location)
+    return sorted(f"{protocol}://{found.lstrip('/')}" for found in fs.find(path))
+
+
+def list_names(location: Location) -> list[str]:
+    """The names of the entries of a folder (files and folders), sorted; [] when it is missing."""
+    if is_local(location):
+        folder = local_path(location)
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    fs, path = url_to_fs(location)
+    try:
+        return sorted(name_of(entry) for entry in fs.ls(path, detail=False, refresh=True))
+    except FileNotFoundError:
+        return []
+
+
+def put_file(local: str | os.PathLike, location: Location) -> str:
+    """Publish the local file ``local`` at ``location`` in one step (the object appears when its
+    upload completes; on a local disk, a copy to a temporary name renamed over the target)."""
+    if is_local(location):
+        atomic_write(location, lambda fh: _copy_into(local, fh))
+        return os.fspath(location)
+    fs, path = url_to_fs(location)
+    fs.put_file(os.fspath(local), path)
+    return os.fspath(location)
+
+
+def _copy_into(local: str | os.PathLike, fh: IO) -> None:
+    with open(local, "rb") as source:
+        shutil.copyfileobj(source, fh, 1024**2)
+
+
+def get_file(location: Location, local: str | os.PathLike) -> None:
+    """Copy ``location`` to the local file ``local``."""
+    if is_local(location):
+        shutil.copyfile(local_path(location), local)
+        return
+    fs, path = url_to_fs(location)
+    fs.get_file(path, os.fspath(local))
+
+
+TEXT_SUFFIXES = (".json", ".jsonl", ".md", ".txt", ".csv", ".html")
+
+
+@contextlib.contextmanager
+def local_mirror(location: Location, fetch: bool = True) -> Iterator[Path]:
+    """A local folder standing for ``location``, for code that needs real files (a trainer,
+    a dataset builder): the folder itself when it is local; else a temporary folder holding
+    a copy of what is there (``fetch``), whose new and changed files are uploaded back when
+    the block ends without an error. In uploaded text files the temporary folder's path is
+    replaced by ``location``, so the records they hold name where the files are."""
+    if is_local(location):
+        folder = local_path(location)
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+        return
+    base = os.fspath(location).rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="pose-mirror-") as tmp:
+        root = Path(tmp)
+        before: dict[str, int] = {}
+        if fetch:
+            fs, path = url_to_fs(base)
+            prefix = path.rstrip("/") + "/"
+            for found in fs.find(path):
+                relative = found[len(prefix) :] if found.startswith(prefix) else name_of(found)
+                target = root / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fs.get_file(found, str(target))
+                before[relative] = target.stat().st_mtime_ns
+        yield root
+        for file in sorted(p for p in root.rglob("*") if p.is_file()):
+            relative = file.relative_to(root).as_posix()
+            if before.get(relative) == file.stat().st_mtime_ns:
+                continue
+            target = join(base, relative)
+            if file.suffix in TEXT_SUFFIXES:
+                text = file.read_text(encoding="utf-8").replace(str(root), base)
+                write_text(target, text)
+            else:
+                put_file(file, target)
+
+
 def read_text(location: Location) -> str:
     with open_file(location, "r", encoding="utf-8") as fh:
         return fh.read()
@@ -202,7 +444,7 @@ def ensure_writable(folder: Location) -> str:
             remove(probe)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise OutputError(f"output folder {text} is not writable ({reason})") from exc
+        raise OutputError(f"output folder {redact(text)} is not writable ({reason})") from exc
     return text
 
 

@@ -1,4 +1,8 @@
-"""Probe a video file: frame count, fps, size, rotation, codec."""
+"""Probe a video file: frame count, fps, size, rotation, codec.
+
+A video is a local path or a URL (``s3://``, ``gs://``, ``az://``, ``https://``):
+a remote one is read through a seekable file object (``pipeline.storage.readable``),
+so FFmpeg fetches the byte ranges it reads and nothing is downloaded whole."""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 
-from pipeline.errors import VideoError
+from pipeline import storage
+from pipeline.errors import VideoError, redact
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
@@ -70,27 +76,27 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     Raises VideoError with a one-line reason when the file is missing, empty,
     not a video, or has no decodable frame.
     """
-    file = Path(path)
-    if not file.exists():
-        raise VideoError(file, "no such file")
-    if not file.is_file():
-        raise VideoError(file, "not a file")
-    if not os.access(file, os.R_OK):
-        raise VideoError(file, "permission denied (not readable)")
-    size = file.stat().st_size
+    if storage.is_local(path):
+        file = Path(path)
+        if not file.exists():
+            raise VideoError(file, "no such file")
+        if not file.is_file():
+            raise VideoError(file, "not a file")
+        if not os.access(file, os.R_OK):
+            raise VideoError(file, "permission denied (not readable)")
+        size = file.stat().st_size
+    else:
+        file = os.fspath(path)
+        size = _remote_size(file)
     if size == 0:
         raise VideoError(file, "empty file (0 bytes)")
-    _check_streams(file)
-    cap = open_capture(file)
-    try:
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        rotation = int(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0) % 360
-        codec = _fourcc_to_str(cap.get(cv2.CAP_PROP_FOURCC))
-        ok, frame = cap.read()
-    finally:
-        cap.release()
-    if codec in TEXT_ART_CODECS:
+    codec = _check_streams(file)
+    if storage.is_local(file):
+        fps, frame_count, rotation, opencv_codec, ok, frame = _capture_values(file)
+    else:
+        fps, frame_count, rotation, opencv_codec, ok, frame = _stream_values(file)
+    codec = codec or opencv_codec
+    if codec in TEXT_ART_CODECS or opencv_codec in TEXT_ART_CODECS:
         raise VideoError(file, f"not a readable video (a text file, which FFmpeg would render as '{codec}' art)")
     if not ok or frame is None:
         raise VideoError(file, "no decodable video frame (not a video, audio only, or corrupt)")
@@ -109,7 +115,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             file, f"truncated or corrupt: the container lists {table.listed} frames but holds data for {len(table)}"
         )
     return VideoInfo(
-        path=str(file),
+        path=redact(str(file)),  # a signed URL's query string stays out of the outputs
         frame_count=len(table),
         fps=fps,
         width=int(width),
@@ -121,18 +127,78 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     )
 
 
-def _check_streams(path: Path) -> None:
-    """A container that opens but has no video stream gets its own reason."""
+def _capture_values(path) -> tuple[float, int, int, str, bool, object]:
+    """What OpenCV reads of a local video: fps, frame count, rotation, codec, and its first frame."""
+    cap = open_capture(path)
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        rotation = int(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0) % 360
+        codec = _fourcc_to_str(cap.get(cv2.CAP_PROP_FOURCC))
+        ok, frame = cap.read()
+    finally:
+        cap.release()
+    return fps, frame_count, rotation, codec, ok, frame
+
+
+def _stream_values(location: str) -> tuple[float, int, int, str, bool, object]:
+    """The values of :func:`_capture_values` read with PyAV through a file object (OpenCV
+    opens paths only): FFmpeg's guessed frame rate (OpenCV's too), the codec, the display
+    matrix's clockwise rotation, and the first frame turned as a player shows it (tests compare
+    both on the test videos)."""
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with storage.readable(location) as source, av.open(source) as container:
+            stream = container.streams.video[0]
+            fps = float(stream.guessed_rate or stream.average_rate or 0.0)
+            frame_count = int(stream.frames or 0)
+            codec = _codec_label(stream)
+            first = next(container.decode(stream), None)
+    except (av.FFmpegError, IndexError):
+        return 0.0, 0, 0, "unknown", False, None
+    if first is None:
+        return fps, frame_count, 0, codec, False, None
+    rotation = int(round(-(first.rotation or 0) / 90.0)) % 4 * 90
+    size = (first.height, first.width) if rotation in (0, 180) else (first.width, first.height)
+    return fps, frame_count, rotation, codec, True, np.empty((*size, 0), np.uint8)
+
+
+def _remote_size(location: str) -> int:
+    """The size of a remote video; VideoError when it is missing, unreadable or a folder."""
+    try:
+        info = storage.info_of(location)
+    except FileNotFoundError as exc:
+        raise VideoError(location, "no such file") from exc
+    except PermissionError as exc:
+        raise VideoError(location, "permission denied (not readable)") from exc
+    except OSError as exc:
+        raise VideoError(location, f"cannot be read ({exc.strerror or type(exc).__name__})") from exc
+    if info.get("type") == "directory":
+        raise VideoError(location, "not a file")
+    return int(info.get("size") or 0)
+
+
+def _check_streams(path) -> str | None:
+    """The video stream's codec as FFmpeg names it: the container's tag (``avc1``, ``vp09``,
+    ``hvc1``: what ffprobe shows as codec_tag_string), else the codec's name. None for a file
+    FFmpeg does not recognise as a container (OpenCV's open then says so). A container that
+    opens but has no video stream gets its own reason."""
+    import av
+
+    try:
+        with storage.readable(path) as source, av.open(source) as container:
             if container.streams.video:
-                return
+                return _codec_label(container.streams.video[0])
             audio = bool(container.streams.audio)
     except av.FFmpegError:
-        return  # not a container FFmpeg recognises: OpenCV's open says so
+        return None
     raise VideoError(path, "no video stream (an audio-only file)" if audio else "no video stream")
+
+
+def _codec_label(stream) -> str:
+    tag = str(stream.codec_context.codec_tag or "").strip("\x00 ").lower()
+    return tag if tag.isprintable() and tag else str(stream.codec_context.name or "unknown").lower()
 
 
 @dataclass(frozen=True)
@@ -167,7 +233,7 @@ def read_frame_table(path: str | os.PathLike) -> FrameTable:
     import av
 
     try:
-        with av.open(str(path)) as container:
+        with storage.readable(path) as source, av.open(source) as container:
             stream = container.streams.video[0]
             pts = sorted(
                 int(packet.pts) for packet in container.demux(stream) if packet.pts is not None and packet.size > 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline import storage
 from pipeline.errors import VideoError
 from pipeline.video.probe import FrameTable, read_frame_table
 
@@ -26,14 +27,14 @@ logger = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=16)
-def _cached_table(path: str, size: int, mtime_ns: int) -> FrameTable:
+def _cached_table(path: str, version: tuple) -> FrameTable:
     return read_frame_table(path)
 
 
 def frame_table(path: str | os.PathLike) -> FrameTable:
-    """``path``'s frame table, read once per process for each version of the file."""
-    stat = os.stat(path)
-    return _cached_table(os.fspath(path), stat.st_size, stat.st_mtime_ns)
+    """``path``'s frame table, read once per process for each version of the file
+    (a local file's size and mtime, an object's size and ETag)."""
+    return _cached_table(os.fspath(path), storage.version(path))
 
 
 def _rotation(frame) -> int:
@@ -109,11 +110,11 @@ _TRANSFERS = {1: "bt709", 6: "smpte170m", 13: "iec61966-2-1", 16: "smpte2084", 1
 
 
 @functools.lru_cache(maxsize=16)
-def _cached_format(path: str, size: int, mtime_ns: int) -> PictureFormat:
+def _cached_format(path: str, version: tuple) -> PictureFormat:
     import av
 
     try:
-        with av.open(path) as container:
+        with storage.readable(path) as source, av.open(source) as container:
             frame = next(container.decode(video=0))
     except (av.FFmpegError, StopIteration) as exc:
         raise VideoError(path, "no decodable video frame") from exc
@@ -132,8 +133,7 @@ def _cached_format(path: str, size: int, mtime_ns: int) -> PictureFormat:
 
 def picture_format(path: str | os.PathLike) -> PictureFormat:
     """``path``'s picture format, from its first frame (once per process for each version of the file)."""
-    stat = os.stat(path)
-    return _cached_format(os.fspath(path), stat.st_size, stat.st_mtime_ns)
+    return _cached_format(os.fspath(path), storage.version(path))
 
 
 def iter_frames(
@@ -203,31 +203,39 @@ def _decoded(path: str, first_pts: int, seek: bool):
     on, packets the decoder rejects skipped (their frames never come out)."""
     import av
 
-    try:
-        container = av.open(path)
-    except av.FFmpegError as exc:
-        raise VideoError(path, f"not a readable video ({_first_line(exc)})") from exc
-    with container:
-        stream = container.streams.video[0]
-        # Slice threads, FFmpeg's default: frame threads are faster but, on damaged data, lose whole
-        # frames that a single-frame decoder conceals, and lose different ones depending on where it starts.
-        stream.thread_type = "SLICE"
-        if seek:
-            container.seek(first_pts, stream=stream, backward=True, any_frame=False)
-        landed = rejected = False
-        for packet in container.demux(stream):
-            try:
-                frames = packet.decode()
-            except av.error.InvalidDataError as exc:
-                logger.debug("%s: packet at pts %s rejected by the decoder: %s", path, packet.pts, exc)
-                rejected = True
-                continue
-            for frame in frames:
-                if seek and not landed and not rejected and frame.pts is not None and frame.pts > first_pts:
-                    # A demuxer that cannot seek backwards to a key frame: the frames before would be lost.
-                    raise VideoError(path, f"seeking to timestamp {first_pts} landed after it ({frame.pts})")
-                landed = True
-                yield frame
+    with storage.readable(path) as source:
+        try:
+            container = av.open(source)
+        except av.FFmpegError as exc:
+            raise VideoError(path, f"not a readable video ({_first_line(exc)})") from exc
+        with container:
+            yield from _frames_of(container, path, first_pts, seek)
+
+
+def _frames_of(container, path: str, first_pts: int, seek: bool):
+    """The frames of an open container from the key frame at or before ``first_pts`` on."""
+    import av
+
+    stream = container.streams.video[0]
+    # Slice threads, FFmpeg's default: frame threads are faster but, on damaged data, lose whole
+    # frames that a single-frame decoder conceals, and lose different ones depending on where it starts.
+    stream.thread_type = "SLICE"
+    if seek:
+        container.seek(first_pts, stream=stream, backward=True, any_frame=False)
+    landed = rejected = False
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError as exc:
+            logger.debug("%s: packet at pts %s rejected by the decoder: %s", path, packet.pts, exc)
+            rejected = True
+            continue
+        for frame in frames:
+            if seek and not landed and not rejected and frame.pts is not None and frame.pts > first_pts:
+                # A demuxer that cannot seek backwards to a key frame: the frames before would be lost.
+                raise VideoError(path, f"seeking to timestamp {first_pts} landed after it ({frame.pts})")
+            landed = True
+            yield frame
 
 
 def _first_line(exc: BaseException) -> str:

@@ -133,7 +133,7 @@ def test_every_person_is_tracked_through_the_chunk_boundaries(
     loop = _reference_chunk(landmarks, fps)
 
     work = WorkFolder.for_video(tmp_path, result.name)
-    stitched, report = stitch([load_chunk(path) for path in sorted(work.root.glob("chunk-*.npz"))])
+    stitched, report = stitch([load_chunk(path) for path in sorted(Path(work.root).glob("chunk-*.npz"))])
     np.testing.assert_array_equal(stitched.frame_index, np.arange(info.frame_count))
     assert report["boundaries"] == result.chunks - 1 and report["unsettled"] == 0
     _strict(loop, stitched, info.width, info.height, f"{clip} chunks")

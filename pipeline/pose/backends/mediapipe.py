@@ -23,7 +23,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from pipeline.errors import ModelError
+from pipeline import storage
+from pipeline.errors import ModelError, redact
 from pipeline.pose.backends import FramePoses, FrameTracker, PoseBackend
 from pipeline.pose.models import ModelFile
 from pipeline.pose.native_log import NativeLogFilter
@@ -85,10 +86,11 @@ class MediaPipeBackend(PoseBackend):
 
         super().__init__(settings)
         try:
-            with open(settings.model_path, "rb") as fh:
+            with storage.open_file(settings.model_path) as fh:  # a local file, or the run's copy on object storage
                 model = fh.read()
         except OSError as exc:
-            raise ModelError(f"pose model {settings.model_path} cannot be read on this machine: {exc}") from exc
+            where = redact(settings.model_path)
+            raise ModelError(f"pose model {where} cannot be read on this machine: {exc.strerror or exc}") from exc
         if settings.model_sha256 and hashlib.sha256(model).hexdigest() != settings.model_sha256:
             raise ModelError(f"pose model {settings.model_path} differs from the file the run resolved (sha256)")
         self._mp = mp
