@@ -23,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from pipeline import storage
 from pipeline.analysis.sports import DEFAULT_SPORT, SPORT_PROFILES
 from pipeline.config import MEMORY_LIMIT_RANGE, QUALITY_PRESETS, LLMSettings, PipelineConfig, load_env
 from pipeline.errors import ClusterError, ConfigError, InputError, ModelError, OutputError, PipelineError
@@ -33,7 +34,6 @@ from pipeline.llm.teachers import DEFAULT_MODELS
 from pipeline.llm.trainer import DEFAULT_BASE_MODEL
 from pipeline.pose.native_log import SHOW_ENV as NATIVE_LOG_ENV
 from pipeline.stats import RunStats, process_start_time
-from pipeline import storage
 from pipeline.storage import ensure_writable, write_json
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3

@@ -229,7 +229,7 @@ class VideoPipeline:
         self._disk = DiskCheck()
         for run in runs:
             try:
-                run.result.info = probe_video(run.result.video)
+                run.result.info = probe_video(run.location)
             except (VideoError, OSError) as exc:
                 self._fail(run, one_line_reason(exc))
         self.stats.mark("videos_probed")
@@ -356,8 +356,11 @@ class VideoPipeline:
             self._fail(run, self._task_error(exc, f"chunk {spec.index} (frames {spec.start}-{spec.end - 1})"))
             return
         run.records[spec.index] = record
+        where = self.dask.worker_of(done.future)
         self.stats.chunk(
-            ChunkTiming(run.result.name, spec.index, record.frames, record.worker, record.started, record.finished)
+            ChunkTiming(
+                run.result.name, spec.index, record.frames, record.worker, record.started, record.finished, where
+            )
         )
         if run.stage is Stage.PLANNED:
             run.advance(Stage.EXTRACT)

@@ -46,6 +46,7 @@ class VideoRun:
     """Book-keeping of one video while it is in flight."""
 
     def __init__(self, path: Path | str, name: str, work: WorkFolder) -> None:
+        self.location = str(path)  # as given (a URL with its query: never shown; ``result.video`` is redacted)
         self.result = VideoResult(video=redact(path), name=name)
         # What the workers open: they may run in another directory, or on another machine (a URL).
         self.source = storage.absolute(path)

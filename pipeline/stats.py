@@ -26,6 +26,7 @@ class ChunkTiming:
     worker: str  # host:pid
     started: float
     finished: float
+    dask_worker: str = ""  # the Dask worker's address (tcp://ip:port): which machine, where hosts share a name
 
 
 def process_start_time() -> float:

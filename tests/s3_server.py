@@ -9,6 +9,7 @@ pipeline through the environment, the way a user's credentials are.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -95,3 +96,31 @@ def s3_server(host: str = "127.0.0.1", port: int | None = None, log: Path | None
             proc.wait(timeout=10)
         if log:
             out.close()
+
+
+# -- comparing runs --------------------------------------------------------------------------
+# The pose JSON header's fields that name where a run read and wrote, and how it reached its engines.
+LOCATION_FIELDS = (
+    ("video", "path"),
+    ("settings", "output_dir"),
+    ("settings", "models_dir"),
+    ("settings", "llm_data_dir"),
+)
+ENGINE_FIELDS = (("settings", "dask_address"), ("settings", "ray_address"), ("settings", "workers"))
+
+
+def pose_json_header(document: bytes) -> tuple[dict, bytes]:
+    """The document's header (everything before the frames) and its frames, as bytes."""
+    at = document.index(b'"frames":[')
+    return json.loads(document[:at].rstrip(b",") + b"}"), document[at:]
+
+
+def same_pose_json(remote: bytes, local: bytes, differing=LOCATION_FIELDS) -> None:
+    """The frames byte for byte; the header equal but for the ``differing`` fields (which must differ)."""
+    remote_header, remote_frames = pose_json_header(remote)
+    local_header, local_frames = pose_json_header(local)
+    assert remote_frames == local_frames
+    for section, name in differing:
+        assert remote_header[section][name] != local_header[section][name], (section, name)
+        remote_header[section][name] = local_header[section][name]
+    assert remote_header == local_header

@@ -112,6 +112,17 @@ class DaskEngine:
         key = f"{label}-{uuid.uuid4().hex[:8]}"
         return self.client.submit(fn, *args, key=key, retries=retries, pure=False)
 
+    def worker_of(self, future) -> str:
+        """The address of the worker that holds ``future``'s result (the one that computed it);
+        "" when the scheduler does not say within a second."""
+        try:
+            holders = self.client.sync(self.client.scheduler.who_has, keys=[future.key], callback_timeout=1)
+        except (OSError, TimeoutError, ValueError) as exc:
+            logger.debug("who has %s: %s", future.key, exc)
+            return ""
+        found = holders.get(future.key) or ()
+        return sorted(found)[0] if found else ""
+
     @staticmethod
     def workers_lost(exc: BaseException, what: str) -> str | None:
         """One line when a task failed because its workers kept dying (not by an error of its own)."""

@@ -12,7 +12,6 @@ import base64
 import html
 import io
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,7 +21,7 @@ from pipeline.analysis.analyzer import Analysis, person_values
 from pipeline.analysis.sports import SPORT_PROFILES
 from pipeline.analysis.store import AnalysisStore
 from pipeline.config import PipelineConfig
-from pipeline.errors import OutputError
+from pipeline.errors import OutputError, redact
 from pipeline.outputs.annotate import PALETTE, Annotator
 from pipeline.outputs.registry import OutputPlan, OutputTask, OutputWriter, VideoOutputs
 from pipeline.pose.skeleton import ANGLE_NAMES
@@ -284,7 +283,7 @@ def write_report(
         for f in summary["flags"]
     )
     parts = [
-        f"<h1>{html.escape(Path(video).name)}</h1>",
+        f"<h1>{html.escape(storage.name_of(redact(video)))}</h1>",
         f"<p>{info.width}x{info.height}, {info.fps:g} fps, {info.frame_count} frames ({info.duration_s:.2f} s); "
         f"sport: {html.escape(summary['sport_type'])}; quality preset: {html.escape(str(settings.get('quality')))}; "
         f"model: {html.escape(str(settings.get('pose_model')))}; overall quality score: {summary['quality_score']}</p>",
@@ -305,7 +304,7 @@ def write_report(
         f"<pre>{html.escape(json.dumps(settings, indent=1, default=str))}</pre>",
     ]  # fmt: skip
     page = (
-        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(Path(video).name)} report</title>'
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(storage.name_of(redact(video)))} report</title>'
         f"<style>{_STYLE}</style><script>{_PAGE_SCRIPT}</script></head><body>{''.join(parts)}</body></html>"
     )
     return write_text(path, page)

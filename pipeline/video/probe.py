@@ -143,18 +143,23 @@ def _capture_values(path) -> tuple[float, int, int, str, bool, object]:
 
 def _stream_values(location: str) -> tuple[float, int, int, str, bool, object]:
     """The values of :func:`_capture_values` read with PyAV through a file object (OpenCV
-    opens paths only): FFmpeg's guessed frame rate (OpenCV's too), the codec, the display
+    opens paths only): the stream's average frame rate (OpenCV's too), the codec, the display
     matrix's clockwise rotation, and the first frame turned as a player shows it (tests compare
     both on the test videos)."""
     import av
 
     try:
-        with storage.readable(location) as source, av.open(source) as container:
-            stream = container.streams.video[0]
-            fps = float(stream.guessed_rate or stream.average_rate or 0.0)
-            frame_count = int(stream.frames or 0)
-            codec = _codec_label(stream)
-            first = next(container.decode(stream), None)
+        with storage.readable(location) as source:
+            try:
+                container = av.open(source)
+            except av.FFmpegError as exc:
+                raise VideoError(location, "not a readable video (the decoder could not open it)") from exc
+            with container:
+                stream = container.streams.video[0]
+                fps = float(stream.average_rate or stream.guessed_rate or 0.0)  # as OpenCV's CAP_PROP_FPS
+                frame_count = int(stream.frames or 0)
+                codec = _codec_label(stream)
+                first = next(container.decode(stream), None)
     except (av.FFmpegError, IndexError):
         return 0.0, 0, 0, "unknown", False, None
     if first is None:
