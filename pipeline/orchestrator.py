@@ -52,7 +52,7 @@ from pipeline.results import BatchResult, ProgressEvent, VideoResult
 from pipeline.scheduler import Done, Scheduler, Stalled, Work
 from pipeline.state import Stage, VideoRun
 from pipeline.stats import ChunkTiming, RunStats
-from pipeline.video.probe import probe_video
+from pipeline.video.probe import frame_table, probe_video, save_frame_table
 from pipeline.workdir import WORK_FOLDER, ChunkRecord, VideoState, WorkFolder, extract_chunk, fingerprint
 
 logger = logging.getLogger(__name__)
@@ -247,9 +247,11 @@ class VideoPipeline:
     def _prepare(self, run: VideoRun, batch_frames: int) -> None:
         """Plan a probed video, check disk space, and find what an earlier run finished."""
         info, config = run.result.info, self.config
+        # A video on object storage: the workers read its frame table from the work folder, not the whole video.
+        table_at = None if storage.is_local(run.source) else run.work.frame_table_path
         run.plan = plan = plan_video(
             run.source, run.result.name, info, config, self._settings, self.model.sha256,
-            self.dask.worker_count(), batch_frames,
+            self.dask.worker_count(), batch_frames, table_at,
         )  # fmt: skip
         run.result.chunks = len(plan.specs)
         source = fingerprint(run.source)
@@ -270,6 +272,8 @@ class VideoPipeline:
         needs = [work] + [(n.what, n.folder, n.nbytes) for w in writers if (n := w.disk_need(config, info))]
         self._disk.reserve(needs)
         run.work.open(source, plan.extract_key, force=config.force)
+        if table_at is not None:
+            save_frame_table(frame_table(run.source), table_at)
         run.records = run.work.finished_chunks({spec.index: spec.start for spec in plan.specs})
         run.result.chunks_reused = len(run.records)
         if run.records:
@@ -438,6 +442,7 @@ class VideoPipeline:
             frames=run.summary["frames"],
             chunk_starts=plan.chunk_starts,
             header=header,
+            frame_table_at=plan.specs[0].frame_table_at,
             cores_per_task=self._cores_per_task(),
         )
         self._advance(run, Stage.RENDER)

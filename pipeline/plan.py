@@ -34,14 +34,17 @@ class VideoPlan:
 
 def plan_video(
     source: str, name: str, info: VideoInfo, config: PipelineConfig, estimator, model_sha256: str,
-    workers: int, batch_frames: int,
+    workers: int, batch_frames: int, frame_table_at: str | None = None,
 ) -> VideoPlan:  # fmt: skip
     """Chunks of a probed video (the whole batch of ``batch_frames`` frames decides their size) and its keys.
 
     ``estimator``: the pose backend's settings (a dataclass; its ``model_path`` is left out of the key).
+    ``frame_table_at``: where the video's frame table is stored for the workers (a video on object storage).
     """
     batch = config.batch_size or auto_batch_size(info.frame_count, workers, batch_frames)
     specs = tuple(plan_chunks(replace(info, path=source), batch, config.resolved_warmup_frames, config.sample_fps))
+    if frame_table_at is not None:
+        specs = tuple(replace(spec, frame_table_at=frame_table_at) for spec in specs)
     settings = {"backend": estimator.backend_name} | asdict(estimator)
     settings.pop("model_path")
     extract_key = {

@@ -9,6 +9,8 @@ Each video gets ``<output>/.work/<name>/`` with:
   (``complete``); when the last attempt failed, its result too (``failed``);
 - ``chunk-NNNNN.npz``: the landmarks of one finished chunk, written by the
   Dask worker that computed it (atomically), so a file that exists is complete;
+- ``frames.npz``: the video's frame table, when the video is on object storage
+  (the workers read it instead of the whole video);
 - ``analysis/``: the stored analysis (``pipeline.analysis.store``), kept after
   success so a re-run that finds one output missing writes that output alone.
 
@@ -49,6 +51,7 @@ logger = logging.getLogger(__name__)
 
 WORK_FOLDER = ".work"
 MANIFEST = "manifest.json"
+FRAME_TABLE = "frames.npz"
 LOCK_SUFFIX = ".lock"
 FORMAT_VERSION = 1
 # The stored analysis' layout (``pipeline.analysis.store``); one of another layout is redone.
@@ -153,6 +156,11 @@ class WorkFolder:
     @property
     def analysis_folder(self) -> str:
         return storage.join(self.root, "analysis")
+
+    @property
+    def frame_table_path(self) -> str:
+        """The video's frame table, for workers that read the video from object storage."""
+        return storage.join(self.root, FRAME_TABLE)
 
     def chunk_path(self, index: int) -> str:
         return storage.join(self.root, f"chunk-{index:05d}.npz")

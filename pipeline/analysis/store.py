@@ -55,7 +55,14 @@ def _write_files(tmp: Path, analysis: Analysis) -> None:
         np.save(tmp / f"track.{name}.npy", getattr(analysis.track, name))
     for name in (*ANALYSIS_ARRAYS, "body_height_px"):
         np.save(tmp / f"{name}.npy", getattr(analysis, name))
-    meta = {"format": ANALYSIS_FORMAT, "summary": analysis.summary, "events": list(analysis.events)}
+    index = analysis.track.frame_index
+    meta = {
+        "format": ANALYSIS_FORMAT,
+        "summary": analysis.summary,
+        "events": list(analysis.events),
+        "num_frames": int(index.shape[0]),
+        "first_frame": int(index[0]) if index.shape[0] else 0,
+    }
     (tmp / "meta.json").write_text(json.dumps(meta, allow_nan=True), encoding="utf-8")
 
 
@@ -118,14 +125,24 @@ class AnalysisStore:
 
     def __init__(self, folder: str | os.PathLike) -> None:
         self.location = os.fspath(folder)
-        self.folder = local_copy(self.location)
-        meta = json.loads((self.folder / "meta.json").read_text(encoding="utf-8"))
+        meta = storage.read_json(storage.join(self.location, "meta.json"))
         self.summary: dict = meta["summary"]
         self.events: tuple = tuple(meta["events"])
-        index = np.load(self.folder / "track.frame_index.npy", mmap_mode="r")
-        self.num_frames = int(index.shape[0])
-        self.first_frame = int(index[0]) if self.num_frames else 0
-        del index
+        self._folder: Path | None = None
+        if "num_frames" in meta:
+            self.num_frames, self.first_frame = int(meta["num_frames"]), int(meta["first_frame"])
+        else:  # (stored before meta.json said it)
+            index = np.load(self.folder / "track.frame_index.npy", mmap_mode="r")
+            self.num_frames = int(index.shape[0])
+            self.first_frame = int(index[0]) if self.num_frames else 0
+            del index
+
+    @property
+    def folder(self) -> Path:
+        """The local folder the arrays are mapped from (on object storage: fetched on first use)."""
+        if self._folder is None:
+            self._folder = local_copy(self.location)
+        return self._folder
 
     def read(self, start: int | None = None, stop: int | None = None) -> Analysis:
         """Frames ``[start, stop)`` (frame numbers; default: all)."""

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import dask
 
+from pipeline import storage
 from pipeline.engines.address import CONNECT_TIMEOUT_S
 from pipeline.errors import ClusterError
 
@@ -65,6 +66,10 @@ class DaskEngine:
         try:
             if address:
                 self.client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s")
+                if storage.configured():  # --storage_option: the workers of a cluster we did not start need them
+                    from pipeline.engines.dask_plugins import StorageOptions
+
+                    self.client.register_plugin(StorageOptions(storage.configured()))
             else:
                 # The tasks keep no data in the workers (results go to disk), so Dask's
                 # spilling and pausing have nothing to act on; a paused worker whose

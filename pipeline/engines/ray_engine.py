@@ -16,6 +16,7 @@ configuration (the command line shows them with ``--verbose``).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -23,6 +24,7 @@ import subprocess
 from concurrent.futures import Future
 from dataclasses import replace
 
+from pipeline import storage
 from pipeline.analysis.analyzer import Analysis, AnalysisParams, Analyzer, TrackMeta
 from pipeline.analysis.store import save_analysis
 from pipeline.analysis.summary import with_stitching
@@ -137,7 +139,10 @@ class RayEngine:
         self._actors = []
         try:
             if address:
-                ray.init(address=address, log_to_driver=False, configure_logging=False)
+                # --storage_option reaches the workers of a cluster we did not start through their environment.
+                options = storage.configured()
+                runtime_env = {"env_vars": {storage.OPTIONS_ENV: json.dumps(options)}} if options else None
+                ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env=runtime_env)
             else:
                 ray.init(
                     num_cpus=analyzers,

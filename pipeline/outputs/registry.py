@@ -42,6 +42,7 @@ class VideoOutputs:
     chunk_starts: tuple[int, ...]  # first frame of each extraction chunk
     header: dict  # video, model and settings: the pose JSON's header
     cores_per_task: int = 1  # cores each Dask task can count on (an encoder's threads)
+    frame_table_at: str | None = None  # the video's stored frame table (a video on object storage)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ class RenderSpec:
     fps: float
     threads: int = 1  # the encoder's threads: the cores of the worker that renders it
     output_size: tuple[int, int] | None = None  # (width, height) written; None: the input's
+    frame_table_at: str | None = None  # the video's stored frame table (a video on object storage)
 
     @property
     def out_size(self) -> tuple[int, int]:
@@ -67,7 +68,7 @@ def segment_folder(output: str, name: str) -> str:
 
 def plan_segments(
     video: str, folder: str, frames: int, width: int, height: int, fps: float, bounds, threads: int = 1,
-    video_height: int | None = None,
+    video_height: int | None = None, frame_table_at: str | None = None,
 ) -> list[RenderSpec]:  # fmt: skip
     """Segments over ``[0, frames)`` split at ``bounds`` (the extraction chunk starts), each
     encoded with ``threads`` threads (the cores of the worker that renders it), scaled down
@@ -77,7 +78,19 @@ def plan_segments(
     size = scaled_size(width, height, video_height)
     size = None if size == (width, height) else size
     return [
-        RenderSpec(video, i, a, b, storage.join(folder, f"segment-{i:05d}.mp4"), width, height, fps, threads, size)
+        RenderSpec(
+            video,
+            i,
+            a,
+            b,
+            storage.join(folder, f"segment-{i:05d}.mp4"),
+            width,
+            height,
+            fps,
+            threads,
+            size,
+            frame_table_at,
+        )  # fmt: skip
         for i, (a, b) in enumerate(zip(starts, stops))
     ]
 
@@ -113,7 +126,10 @@ def render_segment(spec: RenderSpec, view: Analysis, annotator: Annotator) -> in
     )  # fmt: skip
     with writer:
         undecodable: list[int] = []
-        frames = iter_frames(spec.video, spec.start, spec.stop, pixel_format=pixel_format, missing=undecodable)
+        frames = iter_frames(
+            spec.video, spec.start, spec.stop, pixel_format=pixel_format, missing=undecodable,
+            table_at=spec.frame_table_at,
+        )  # fmt: skip
         for row, (index, frame) in enumerate(frames):
             if frame is None:  # its data could not be decoded: a black frame keeps the video's timing
                 frame = (
@@ -234,6 +250,7 @@ class AnnotatedVideoWriter(OutputWriter):
         segments = plan_segments(
             video.source, folder, video.frames, info.width, info.height, info.fps, video.chunk_starts,
             threads=video.cores_per_task, video_height=video.config.video_height,
+            frame_table_at=video.frame_table_at,
         )  # fmt: skip
         profile = SPORT_PROFILES[video.config.sport_type]
         annotator = Annotator(fps=info.fps, frame_count=video.frames, angles=profile.angles[:4])

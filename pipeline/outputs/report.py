@@ -178,10 +178,13 @@ def _key_frame_numbers(analysis: _Series) -> list[tuple[int, str]]:
     return sorted(dict(picks[:MAX_KEY_FRAMES]).items())
 
 
-def _key_frames(video: str, analysis: _Series, annotator: Annotator) -> list[tuple[str, str]]:
+def _key_frames(
+    video: str, analysis: _Series, annotator: Annotator, table_at: str | None = None
+) -> list[tuple[str, str]]:
     out = []
     for frame_number, caption in _key_frame_numbers(analysis):
-        decoded = [frame for _, frame in iter_frames(video, frame_number, frame_number + 1, missing=[])]
+        frames = iter_frames(video, frame_number, frame_number + 1, missing=[], table_at=table_at)
+        decoded = [frame for _, frame in frames]
         if not decoded or decoded[0] is None:
             continue  # its data could not be decoded (the summary lists it)
         frame = decoded[0]
@@ -320,10 +323,10 @@ def report_plots_task(store: str, persons: tuple[int, ...]) -> list[tuple[str, s
     return _plots(analysis, SPORT_PROFILES[analysis.summary["sport_type"]].angles, list(persons))
 
 
-def report_frames_task(video: str, info: VideoInfo, store: str) -> list[tuple[str, str]]:
+def report_frames_task(video: str, info: VideoInfo, store: str, table_at: str | None = None) -> list[tuple[str, str]]:
     """Task: the annotated key frames for the report's page."""
     analysis = _Series(AnalysisStore(store))
-    return _key_frames(video, analysis, _annotator(info, analysis.summary))
+    return _key_frames(video, analysis, _annotator(info, analysis.summary), table_at)
 
 
 def report_task(
@@ -354,7 +357,10 @@ class ReportWriter(OutputWriter):
         ]
         tasks.append(
             OutputTask(
-                report_frames_task, (video.source, video.info, video.store), f"report-frames-{video.name}", "report"
+                report_frames_task,
+                (video.source, video.info, video.store, video.frame_table_at),
+                f"report-frames-{video.name}",
+                "report",
             )
         )
         args = (self.target(video), video.source, video.info, video.store, video.header["settings"])

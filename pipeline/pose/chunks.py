@@ -77,7 +77,9 @@ def _run(backend: PoseBackend, tracker: FrameTracker, spec: ChunkSpec) -> PoseCh
     rows = 0
     handover = _Shadow(backend, spec) if spec.tail_limit else None
     try:
-        for index, frame in iter_frames(spec.video_path, first, stop, want, times, "rgb24", missing):
+        for index, frame in iter_frames(
+            spec.video_path, first, stop, want, times, "rgb24", missing, spec.frame_table_at
+        ):
             row = index - first
             rows = row + 1
             if times is not None:  # variable frame rate: the container's time of this frame
@@ -146,7 +148,9 @@ class _Shadow:
         """The tail reached its limit without agreement: unsettled, unless the limit is the video's end."""
         spec = self._spec
         self.done = True
-        self.settled = self.settled or spec.end + spec.tail_limit >= len(frame_table(spec.video_path))
+        self.settled = self.settled or spec.end + spec.tail_limit >= len(
+            frame_table(spec.video_path, spec.frame_table_at)
+        )
 
     def close(self) -> None:
         if self._tracker is not None:

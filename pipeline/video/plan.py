@@ -44,6 +44,7 @@ class ChunkSpec:
     variable_rate: bool = False  # take each frame's time from the container
     tail_limit: int = 0
     handover_start: int | None = None  # the next chunk's warmup_start
+    frame_table_at: str | None = None  # where the run stored the video's frame table (a video on object storage)
 
     def __post_init__(self) -> None:
         if not 0 <= self.warmup_start <= self.start < self.end:

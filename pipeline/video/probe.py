@@ -105,7 +105,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     if frame_count <= 0:
         raise VideoError(file, "the container reports no frame count")
     height, width = frame.shape[:2]
-    table = read_frame_table(file)
+    table = frame_table(file)
     if not table.pts:
         raise VideoError(
             file, "its frames carry no timestamps (a raw stream): remux it first (ffmpeg -i IN -c copy OUT.mp4)"
@@ -259,3 +259,36 @@ def is_variable_rate(times: list[float], fps: float, tolerance: float = 0.25) ->
         return False
     period = 1.0 / fps
     return any(abs((b - a) - period) > tolerance * period for a, b in zip(times, times[1:]))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_table(path: str, version: tuple, stored: str | None) -> FrameTable:
+    if stored is not None:
+        try:
+            return load_frame_table(stored)
+        except FileNotFoundError:
+            pass  # (a work folder emptied meanwhile) read it from the video
+    return read_frame_table(path)
+
+
+def frame_table(path: str | os.PathLike, stored: str | None = None) -> FrameTable:
+    """``path``'s frame table, read once per process for each version of the file (a local
+    file's size and mtime, an object's size and ETag). ``stored``: where the run saved the
+    table (:func:`save_frame_table`), read instead of demuxing the whole video: a worker
+    decoding a range of a video on object storage then fetches only that range."""
+    return _cached_table(os.fspath(path), storage.version(path), stored)
+
+
+def save_frame_table(table: FrameTable, location: str) -> str:
+    """Write ``table`` to ``location`` (a ``.npz``), atomically."""
+    pts = np.asarray(table.pts, dtype=np.int64)
+    meta = np.asarray([table.start_pts, table.listed], dtype=np.int64)
+    return storage.atomic_write(
+        location, lambda fh: np.savez(fh, pts=pts, meta=meta, time_base=np.float64(table.time_base))
+    )
+
+
+def load_frame_table(location: str) -> FrameTable:
+    with storage.open_file(location) as fh, np.load(fh) as data:
+        start, listed = (int(v) for v in data["meta"])
+        return FrameTable(tuple(int(v) for v in data["pts"]), float(data["time_base"]), start, listed)

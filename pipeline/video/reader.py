@@ -21,20 +21,9 @@ import numpy as np
 
 from pipeline import storage
 from pipeline.errors import VideoError
-from pipeline.video.probe import FrameTable, read_frame_table
+from pipeline.video.probe import frame_table
 
 logger = logging.getLogger(__name__)
-
-
-@functools.lru_cache(maxsize=16)
-def _cached_table(path: str, version: tuple) -> FrameTable:
-    return read_frame_table(path)
-
-
-def frame_table(path: str | os.PathLike) -> FrameTable:
-    """``path``'s frame table, read once per process for each version of the file
-    (a local file's size and mtime, an object's size and ETag)."""
-    return _cached_table(os.fspath(path), storage.version(path))
 
 
 def _rotation(frame) -> int:
@@ -144,6 +133,7 @@ def iter_frames(
     times_ms: list[float] | None = None,
     pixel_format: str = "bgr24",
     missing: list[int] | None = None,
+    table_at: str | None = None,
 ) -> Iterator[tuple[int, np.ndarray | None]]:
     """Yield ``(index, frame)`` for every frame ``start <= index < end`` (to the
     last frame of the table when ``end`` is None), in order, ``frame`` in
@@ -158,10 +148,11 @@ def iter_frames(
     decoded. Undecodable frames are appended to ``missing``; when ``missing`` is
     None, the first one raises VideoError instead. With ``times_ms`` given, each
     frame's presentation time (from the stream's start) is appended to it.
+    ``table_at``: where the run stored the video's frame table (``probe.frame_table``).
     """
     if pixel_format not in ("bgr24", "rgb24", "i420"):
         raise ValueError(f"pixel_format: expected bgr24, rgb24 or i420, got {pixel_format!r}")
-    table = frame_table(path)
+    table = frame_table(path, table_at)
     stop = len(table) if end is None else min(end, len(table))
     if start >= stop:
         return

@@ -23,7 +23,7 @@ from conftest import REPO, run_cli
 from s3_server import ACCESS_KEY, SECRET_KEY, pose_json_header, same_pose_json
 
 from pipeline import storage
-from pipeline.video.probe import probe_video
+from pipeline.video.probe import _cached_table, probe_video, save_frame_table
 from pipeline.video.reader import frame_table, iter_frames
 
 ARGS = ("--quality", "fast", "--batch_size", "60", "--workers", "2", "--quiet")
@@ -170,6 +170,15 @@ def test_http_input_and_a_credential_as_storage_option(tmp_path, s3, s3_bucket, 
     header, _ = pose_json_header((tmp_path / "models" / "demo_pose.json").read_bytes())
     assert header["video"]["path"] == plain
 
+    # The endpoint as a storage option instead of S3_ENDPOINT_URL: it reaches the engines' workers too.
+    optioned = run_cli(
+        "--video", f"{bucket}/in/demo.mp4", "--output", f"{bucket}/optioned", "--models", f"{bucket}/optioned",
+        "--storage_option", f"endpoint_url={s3.endpoint}", "--no_video", "--no_report", "--no_llm_data", *ARGS,
+        cwd=tmp_path, env={"S3_ENDPOINT_URL": None},
+    )  # fmt: skip
+    assert optioned.returncode == 0, optioned.stderr
+    assert _get(s3, f"{bucket}/optioned/demo_pose.json").endswith(b"]}\n")
+
     refused = run_cli("--video", url, "--storage_option", f"secret={SECRET_KEY}", cwd=tmp_path)
     assert refused.returncode == 2
     assert "would carry a credential" in refused.stderr and SECRET_KEY not in refused.stderr
@@ -233,3 +242,30 @@ def test_a_chunk_decoded_from_an_object_reads_its_range_not_the_file(s3, s3_buck
     for (_, a), (_, b) in zip(remote, local):
         np.testing.assert_array_equal(a, b)
     assert len(fetched) == 1 and 0 < fetched[0] < size / 2, (fetched, size)
+
+
+def test_with_the_stored_frame_table_a_worker_reads_only_its_range(s3, s3_bucket, sample_video, monkeypatch):
+    """A worker with the run's stored frame table (what the driver writes into the work folder for
+    a video on object storage) never demuxes the whole object: the only file it opens on the
+    video is the one decoding its range."""
+    location, stored = f"{s3_bucket}/clips/demo.mp4", f"{s3_bucket}/work/frames.npz"
+    _put(s3, sample_video, location)
+    local_table = frame_table(str(sample_video))
+    save_frame_table(local_table, stored)
+    monkeypatch.setattr(storage, "READ_AHEAD_BYTES", 256 * 1024)
+    opened: list[tuple[str, object]] = []
+    original = storage.readable
+
+    @contextlib.contextmanager
+    def recorded(where):
+        with original(where) as fh:
+            opened.append((where, fh.cache))
+            yield fh
+
+    monkeypatch.setattr(storage, "readable", recorded)
+    _cached_table.cache_clear()  # a fresh worker process
+    frames = list(iter_frames(location, 150, 160, table_at=stored))
+    assert [i for i, _ in frames] == list(range(150, 160))
+    assert frame_table(location, stored) == local_table
+    assert [where for where, _ in opened] == [location]
+    assert opened[0][1].total_requested_bytes < sample_video.stat().st_size / 2
