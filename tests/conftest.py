@@ -5,6 +5,7 @@ folders (tests write only under their temporary folders)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -166,9 +167,20 @@ def alive(procs: list) -> list:
         try:
             if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
                 running.append(proc)
-        except psutil.NoSuchProcess:
+        except psutil.Error:
             continue
     return running
+
+
+def stop_leftovers(processes: list) -> None:
+    """Stop processes of a killed run that outlived it (only those, by PID): 20 s to end, then SIGKILL."""
+    import psutil
+
+    _, still = psutil.wait_procs(processes, timeout=20)
+    for proc in still:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(still, timeout=10)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ a finished video that misses one output gets that output alone."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 import psutil
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, stop_leftovers
 
 from pipeline.config import PipelineConfig
 from pipeline.orchestrator import VideoPipeline
@@ -30,15 +29,6 @@ ARGS = ("--quality", "fast", "--batch_size", "24", "--workers", "2", "--no_repor
 def _chunks(folder: Path) -> dict[str, tuple[int, int]]:
     """chunk file name -> (inode, mtime_ns): a rewritten file changes both."""
     return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(folder.glob("chunk-*.npz"))}
-
-
-def _stop_leftovers(processes: list[psutil.Process]) -> None:
-    """Stop processes of the killed run that outlived it (only those, by PID)."""
-    gone, alive = psutil.wait_procs(processes, timeout=20)
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=10)
 
 
 def test_sigkill_of_the_driver_then_rerun_recomputes_only_unfinished_chunks(tmp_path, sample_video):
@@ -59,7 +49,7 @@ def test_sigkill_of_the_driver_then_rerun_recomputes_only_unfinished_chunks(tmp_
     family = psutil.Process(child.pid).children(recursive=True)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
-    _stop_leftovers(family)
+    stop_leftovers(family)
     before = _chunks(work)
     assert 3 <= len(before) < 10, before  # killed mid-run: some chunks done, some not
     assert not (killed / "models" / "demo_pose.json").exists()

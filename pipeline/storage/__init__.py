@@ -7,16 +7,22 @@ locations never branches on "local or remote": every writer hands its bytes to
 
 Atomic means a reader sees the old file or the whole new one, never a part:
 on a local disk the data goes to a temporary name next to the target, is
-fsynced and renamed over it; an object store publishes an object only when its
-upload completes, which gives the same guarantee.
+fsynced and renamed over it; for a URL it is spooled to a local file and
+uploaded: an object store (S3, GCS, Azure) publishes an object only when its
+upload completes, which gives the same guarantee, and other stores get a
+temporary name renamed over the target (``ATOMIC_UPLOADS``).
 
 Local paths keep a fast path through ``os`` (no fsspec import, no extra
 copies); remote locations need the fsspec implementation of their protocol
 (``s3fs`` for ``s3://``).
 
 Locks (``locks.py``): one process at a time per video work folder and for
-``summary.csv``; ``fcntl.flock`` on local paths, with the plan for object
-storage in that module.
+``summary.csv``; ``fcntl.flock`` on local paths, a leased object created by a
+conditional write on object storage (:func:`lock_for` picks one).
+
+Options of object stores (an S3-compatible endpoint, a region) come from
+:func:`configure` (``--storage_option``) or ``S3_ENDPOINT_URL``; credentials
+only from each process's environment and the store's own configuration.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -195,9 +202,13 @@ def atomic_write(location: Location, write: Callable[[IO], Any], *, text: bool =
     mode = "w" if text else "wb"
     encoding = "utf-8" if text else None
     if not is_local(target):
-        fs, path = url_to_fs(target)
-        with fs.open(path, mode, encoding=encoding) as fh:
-            write(fh)
+        # Spooled to a local file, then uploaded: a write that fails uploads nothing (a file object
+        # of the store would publish what was written so far when it closes).
+        with tempfile.TemporaryDirectory(prefix="pose-upload-") as tmp:
+            spool = Path(tmp, "spool")
+            with open(spool, mode, encoding=encoding) as fh:
+                write(fh)
+            put_file(spool, target)
         return target
     path = local_path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -327,14 +338,32 @@ def list_names(location: Location) -> list[str]:
         return []
 
 
+# Stores where an object appears only once its upload completes (multipart uploads included):
+# an upload is atomic there. Elsewhere (SFTP, HDFS, fsspec's memory filesystem, ...) a file is
+# written under a temporary name and renamed.
+ATOMIC_UPLOADS = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
+
+
 def put_file(local: str | os.PathLike, location: Location) -> str:
-    """Publish the local file ``local`` at ``location`` in one step (the object appears when its
-    upload completes; on a local disk, a copy to a temporary name renamed over the target)."""
+    """Publish the local file ``local`` at ``location`` in one step: an object store's upload
+    (the object appears when it completes), or a temporary name renamed over the target."""
     if is_local(location):
         atomic_write(location, lambda fh: _copy_into(local, fh))
         return os.fspath(location)
     fs, path = url_to_fs(location)
-    fs.put_file(os.fspath(local), path)
+    if protocol_of(location) in ATOMIC_UPLOADS:
+        fs.put_file(os.fspath(local), path)
+        return os.fspath(location)
+    # A store whose writes can be seen half done: a temporary name, then a rename.
+    folder, _, name = path.rpartition("/")
+    temporary = f"{folder}/.{name}.{secrets.token_hex(4)}.part" if folder else f".{name}.{secrets.token_hex(4)}.part"
+    fs.put_file(os.fspath(local), temporary)
+    try:
+        fs.mv(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            fs.rm(temporary)
+        raise
     return os.fspath(location)
 
 

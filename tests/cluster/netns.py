@@ -46,6 +46,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import alive
 from s3_server import S3Server, moto_command
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,6 +62,8 @@ CLEARED = (
     "RAY_ADDRESS",
     "DASK_SCHEDULER_ADDRESS",
     "RAY_AUTH_MODE",
+    "RAY_AUTH_TOKEN",
+    "RAY_AUTH_TOKEN_PATH",
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
     "S3_ENDPOINT_URL",
     "AWS_ENDPOINT_URL",
@@ -193,18 +196,6 @@ def _children_first(procs: Iterable[psutil.Process]) -> list[psutil.Process]:
             return 0
 
     return sorted(procs, key=depth, reverse=True)
-
-
-def _running(procs: Iterable[psutil.Process]) -> list[psutil.Process]:
-    """Still running: same PID and start time (psutil checks) and not a zombie."""
-    running = []
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                running.append(proc)
-        except psutil.Error:
-            continue
-    return running
 
 
 @dataclass
@@ -370,7 +361,7 @@ class TwoNodes:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
         deadline = time.monotonic() + timeout
-        while self.pids_b() or _running(procs):
+        while self.pids_b() or alive(procs):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"node B's processes did not die: {self.pids_b()}")
             for proc in self._processes(self.ns_b):  # anything that was starting meanwhile
@@ -603,19 +594,19 @@ class TwoNodes:
         for proc in procs:
             with contextlib.suppress(psutil.Error):
                 proc.send_signal(signal.SIGTERM)
-        _, alive = psutil.wait_procs(procs, timeout=1.5)
+        _, lasting = psutil.wait_procs(procs, timeout=1.5)
         stubborn = []
-        for proc in _running(alive):
+        for proc in alive(lasting):
             with contextlib.suppress(psutil.Error):
                 stubborn.append(f"{proc.pid} {proc.name()}")
         for _ in range(50):  # bounded: a process that was forking meanwhile is caught on a later round
-            leftovers = _running([*alive, *(p for ns in namespaces for p in self._processes(ns))])
+            leftovers = alive([*lasting, *(p for ns in namespaces for p in self._processes(ns))])
             if not leftovers:
                 break
             for proc in leftovers:
                 with contextlib.suppress(psutil.Error):
                     proc.kill()
-            _, alive = psutil.wait_procs(leftovers, timeout=0.2)
+            _, lasting = psutil.wait_procs(leftovers, timeout=0.2)
         for proc in self._popens:  # ours that never reached a namespace (or are still exec'ing)
             if proc.poll() is None:
                 proc.kill()
@@ -639,7 +630,7 @@ class TwoNodes:
         problems += [
             f"veth left in the host namespace: {v}" for v in self.veths if f" {v}@" in links or f" {v}:" in links
         ]
-        survivors = _running(self._seen.values())
+        survivors = alive(self._seen.values())
         if survivors:
             problems.append(f"processes still running: {[p.pid for p in survivors]}")
         shutil.rmtree(self.ray_tmp, ignore_errors=True)
@@ -696,8 +687,10 @@ def two_nodes(
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1",  # 0 makes a worker node refuse to join
         "RAY_USAGE_STATS_ENABLED": "0",
     }
-    if (Path.home() / ".ray" / "auth_token").exists():
-        cluster.env["RAY_AUTH_MODE"] = "token"
+    # Ray's guidance for a network it does not trust: token authentication on every node and
+    # in the driver (a fresh token per cluster, in the environment: node B cannot read A's files).
+    cluster.env["RAY_AUTH_MODE"] = "token"
+    cluster.env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     ok = False
     try:
         cluster._start(timeout)

@@ -81,6 +81,15 @@ def test_a_two_node_run_on_object_storage_equals_a_local_run(tmp_path, cluster, 
     assert video == (local_run / "out" / "demo_annotated.mp4").read_bytes()
     assert not list(tmp_path.glob("out")) and not list(tmp_path.glob("models"))  # nothing written locally
 
+    # The cluster takes token authentication (Ray's guidance for networks it does not trust):
+    # a driver without the token is refused, with the hint, before any work starts.
+    stranger = cluster.run_cli(
+        *_driver_args(cluster, "stranger", tmp_path / "stranger.json"), cwd=tmp_path, timeout=120,
+        env={"RAY_AUTH_MODE": None, "RAY_AUTH_TOKEN": None},
+    )  # fmt: skip
+    assert stranger.returncode == 3, stranger.stderr[-2000:]
+    assert "needs RAY_AUTH_MODE=token" in stranger.stderr
+
 
 def test_node_b_killed_mid_run_the_run_completes_on_node_a(tmp_path, cluster, local_run):
     stats_path = tmp_path / "stats.json"

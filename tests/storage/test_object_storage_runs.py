@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, stop_leftovers
 from s3_server import ACCESS_KEY, SECRET_KEY, pose_json_header, same_pose_json
 
 from pipeline import storage
@@ -100,15 +100,6 @@ def _chunk_times(s3, work: str) -> dict[str, str]:
     return {o["name"].rsplit("/", 1)[-1]: str(o["LastModified"]) for o in listed if "/chunk-" in o["name"]}
 
 
-def _stop_leftovers(processes: list[psutil.Process]) -> None:
-    """Stop processes of the killed run that outlived it (only those, by PID)."""
-    _, alive = psutil.wait_procs(processes, timeout=20)
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=10)
-
-
 def test_a_driver_killed_with_sigkill_resumes_from_object_storage(tmp_path, s3, s3_bucket, sample_video):
     bucket = s3_bucket
     _put(s3, sample_video, f"{bucket}/in/demo.mp4")
@@ -127,7 +118,7 @@ def test_a_driver_killed_with_sigkill_resumes_from_object_storage(tmp_path, s3, 
     family = psutil.Process(child.pid).children(recursive=True)
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
-    _stop_leftovers(family)
+    stop_leftovers(family)
     before = _chunk_times(s3, work)
     assert 3 <= len(before) < 10, before
     assert not storage.exists(f"{models}/demo_pose.json")

@@ -65,3 +65,38 @@ def test_local_paths_keep_the_form_they_were_given(tmp_path):
     assert storage.join("models", "demo_pose.json") == "models/demo_pose.json"
     assert storage.absolute("models/x.json") == str((tmp_path.cwd() / "models" / "x.json").resolve())
     assert storage.volume_id(tmp_path) == storage.volume_id(tmp_path / ".")
+
+
+def test_a_failed_write_to_object_storage_publishes_nothing(s3, s3_bucket):
+    """Written through a local spool and uploaded: a writer that fails half-way leaves the old
+    object (or none), never a part of the new one."""
+    target = f"{s3_bucket}/out/pose.json"
+    storage.write_text(target, "old")
+
+    def broken(fh):
+        fh.write("half of the new")
+        raise RuntimeError("writer failed")
+
+    with pytest.raises(RuntimeError):
+        storage.atomic_write(target, broken, text=True)
+    with pytest.raises(RuntimeError):
+        storage.atomic_write(f"{s3_bucket}/out/new.json", broken, text=True)
+    assert storage.read_text(target) == "old"
+    assert storage.list_names(f"{s3_bucket}/out") == ["pose.json"]
+
+
+def test_a_store_without_atomic_uploads_gets_a_temporary_name_and_a_rename(tmp_path, monkeypatch):
+    """fsspec's memory filesystem stands for a store whose writes can be seen half done (SFTP,
+    HDFS): the file goes to a temporary name that is renamed over the target; none is left."""
+    fs = fsspec.filesystem("memory")
+    moves = []
+    original = type(fs).mv
+    monkeypatch.setattr(type(fs), "mv", lambda self, a, b, **kw: moves.append((a, b)) or original(self, a, b, **kw))
+    root = "memory://non-atomic/out"
+    try:
+        storage.write_text(storage.join(root, "report.html"), "<html></html>")
+        assert storage.read_text(storage.join(root, "report.html")) == "<html></html>"
+        assert len(moves) == 1 and moves[0][0].endswith(".part") and moves[0][1].endswith("/report.html")
+        assert storage.list_names(root) == ["report.html"]
+    finally:
+        fs.rm("/non-atomic", recursive=True)
