@@ -94,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
          help="folder for annotated videos, reports, summary.csv and the work files (default: output)")  # fmt: skip
     _add(parser, "storage_option", action="append", default=[], metavar="KEY=VALUE",
          help="an option of the object store's filesystem, e.g. endpoint_url=http://minio:9000 for an "
-              "S3-compatible server (default: $S3_ENDPOINT_URL); repeatable. Credentials come from the "
-              "environment, .env or the store's usual configuration, never from here")  # fmt: skip
+              "S3-compatible server (without it, $S3_ENDPOINT_URL when set); repeatable. Credentials come "
+              "from the environment, .env or the store's usual configuration, never from here")  # fmt: skip
     _add(parser, "models", "-m", default="models", metavar="DIR",
          help="folder for the pose JSON files (default: models)")  # fmt: skip
     _add(parser, "quality", choices=sorted(QUALITY_PRESETS), default="balanced",

@@ -281,8 +281,9 @@ class MemoryMonitor:
         self._tree_at = float("-inf")
         self._roots = roots
         self._extra: tuple[int, ...] = ()
-        self.current = 0
-        self.peak = 0
+        self._expected = 0  # what engines still starting will hold (``expect``)
+        self.current = 0  # measured, plus what is expected: what admission goes by
+        self.peak = 0  # measured only
         self.paused = False
         self.pauses = 0  # how many times submission was stopped
         self.over_budget_s = 0.0  # time spent above the budget
@@ -297,16 +298,30 @@ class MemoryMonitor:
             self._tree_at = now
         total = total_rss(self._tree)
         with self._lock:
-            self.current = total
+            current = total + self._expected
+            self.current = current
             self.peak = max(self.peak, total)
-            if self.paused and total < self.low:
+            if self.paused and current < self.low:
                 self.paused = False
-                logger.debug("memory %.0f MiB below the low mark: submitting again", total / MiB)
-            elif not self.paused and total >= self.high:
+                logger.debug("memory %.0f MiB below the low mark: submitting again", current / MiB)
+            elif not self.paused and current >= self.high:
                 self.paused = True
                 self.pauses += 1
-                logger.debug("memory %.0f MiB above the high mark: holding submissions", total / MiB)
+                logger.debug("memory %.0f MiB above the high mark: holding submissions", current / MiB)
         return total
+
+    def expect(self, nbytes: int) -> None:
+        """``nbytes`` that an engine still starting will hold (the embedded Ray: its processes
+        appear over seconds) count as in use until it is up, then ``expect(0)``: work is not
+        admitted into room the engine is about to take."""
+        with self._lock:
+            self._expected = max(0, int(nbytes))
+        self.sample()
+
+    @property
+    def expecting(self) -> bool:
+        """An engine is still starting (its memory is expected, not yet measured)."""
+        return self._expected > 0
 
     def refresh_roots(self) -> None:
         """Ask ``roots()`` again (engines started, workers restarted)."""

@@ -42,7 +42,15 @@ from pipeline.engines.ray_engine import analyze_stored_task
 from pipeline.errors import OutputError, PipelineError, VideoError, one_line_reason
 from pipeline.inputs import Input, as_input, output_names
 from pipeline.llm.stage import check_ready, run_llm_stage
-from pipeline.memory import MemoryMonitor, MiB, ResourcePlan, kind_bytes, plan_resources
+from pipeline.memory import (
+    ANALYZER_BYTES,
+    RAY_BASE_BYTES,
+    MemoryMonitor,
+    MiB,
+    ResourcePlan,
+    kind_bytes,
+    plan_resources,
+)
 from pipeline.outputs.registry import REGISTRY, OutputTask, OutputWriter, VideoOutputs
 from pipeline.outputs.summary_csv import write_summary_csv
 from pipeline.plan import WORK_BYTES_PER_FRAME_SLOT, DiskCheck, plan_video
@@ -105,9 +113,16 @@ class VideoPipeline:
         plan = self._plan_resources()
         self.engines.start(plan)
         self.monitor = MemoryMonitor(plan.budget, plan.high_mark, plan.low_mark, roots=self.engines.local_pids).start()
+        if not config.resolved_ray_address:  # the embedded Ray grows for seconds: count it before it is there
+            self.monitor.expect(RAY_BASE_BYTES + ANALYZER_BYTES)
         self.stats.mark("monitor_started")
-        self.engines.when_ray_ready(lambda _: self.monitor.refresh_roots())
+        self.engines.when_ray_ready(self._ray_started)
         return self
+
+    def _ray_started(self, _) -> None:
+        """Ray is up (or failed to start): its memory is measured from now on."""
+        self.monitor.refresh_roots()
+        self.monitor.expect(0)
 
     def _plan_resources(self) -> ResourcePlan:
         """The memory plan (ConfigError when the budget cannot hold the run), made once."""

@@ -10,8 +10,8 @@ scheduler starts work while:
 - the weights in flight plus the new one fit the room kept for tasks.
 
 With nothing in flight, work that still does not fit the budget waits
-``stall_s`` for memory to be released, then comes back as :class:`Stalled`
-(its group is dropped). Work of weight ``None`` holds no frames: it starts at
+``stall_s`` for memory to be released (counted once no engine is starting),
+then comes back as :class:`Stalled` (its group is dropped). Work of weight ``None`` holds no frames: it starts at
 once and takes no slot. Work ``after`` other work waits until those have
 started (their futures are its inputs: Dask runs it once they finish).
 
@@ -36,6 +36,7 @@ class Monitor(Protocol):
     """What the scheduler reads of the MemoryMonitor."""
 
     current: int
+    expecting: bool  # an engine is still starting: its memory is not all there yet
 
     def may_submit(self) -> bool: ...
 
@@ -139,6 +140,9 @@ class Scheduler:
                 if self.reserved + work.weight > self.room:
                     break
             elif self.monitor.current + work.weight > self.budget:
+                if self.monitor.expecting:  # an engine still starting: what fits is not known yet
+                    self._stalled_since = None
+                    break
                 if not self._wait_for_room(work):
                     continue  # room may come back: try again on the next pump
                 self._pending.popleft()

@@ -22,6 +22,7 @@ class Readings:
         self.current = current
         self.high = high
         self.samples = 0
+        self.expecting = False  # an engine still starting
 
     def may_submit(self) -> bool:
         return self.current < self.high
@@ -142,6 +143,26 @@ def test_work_that_never_fits_stalls_its_group_only(pool, monkeypatch):
     assert readings.samples >= 10  # it measured again while it waited
     [done] = drain(scheduler, 1)
     assert done.work is ok and done.future.result() == "fits"
+
+
+def test_work_does_not_stall_while_an_engine_is_starting(pool, monkeypatch):
+    """While an engine is starting (its memory expected, not yet measured) the stall clock does
+    not run: what fits is not known yet. Once it is up, the wait for room starts."""
+    readings = Readings(current=90 * MB)
+    readings.expecting = True
+    clock = [0.0]
+    scheduler = Scheduler(readings, slots=2, room=50 * MB, budget=100 * MB, stall_s=1.0, clock=lambda: clock[0])
+    scheduler.add(Work(20 * MB, gated(pool, threading.Event(), None), group="big"))
+    monkeypatch.setattr("pipeline.scheduler.time.sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+    for _ in range(30):  # each pump returns at once: the orchestrator's loop goes on meanwhile
+        clock[0] += 0.1
+        assert scheduler.pump() == []
+    assert scheduler.reserved == 0
+    readings.expecting = False
+    up = clock[0]
+    stalled = scheduler.pump()
+    assert [s.work.group for s in stalled] == ["big"]
+    assert 1.0 <= clock[0] - up <= 1.5  # the stall time counted from when the engine was up
 
 
 def test_dropping_a_group_cancels_it_and_releases_its_room(pool):
