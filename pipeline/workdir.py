@@ -77,7 +77,7 @@ def fingerprint(path: str | os.PathLike) -> dict:
             "head_sha256": digest.hexdigest(),
         }
     size, tag = storage.version(path)
-    with storage.open_file(path) as fh:
+    with storage.open_file(path, "rb", block_size=HEAD_BYTES, cache_type="none") as fh:  # one ranged GET
         digest.update(fh.read(HEAD_BYTES))
     return {"path": redact(path), "size": size, "version": tag, "head_sha256": digest.hexdigest()}
 

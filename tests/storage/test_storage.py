@@ -25,13 +25,15 @@ def test_local_write_is_atomic_and_leaves_no_temporary_file(tmp_path):
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
 
 
+def broken(fh) -> None:
+    """A writer that fails half-way through."""
+    fh.write("half of the new")
+    raise RuntimeError("disk gone")
+
+
 def test_a_failed_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "out.txt"
     storage.write_text(target, "old")
-
-    def broken(fh):
-        fh.write("half of the new")
-        raise RuntimeError("disk gone")
 
     with pytest.raises(RuntimeError):
         storage.atomic_write(target, broken, text=True)
@@ -72,10 +74,6 @@ def test_a_failed_write_to_object_storage_publishes_nothing(s3, s3_bucket):
     object (or none), never a part of the new one."""
     target = f"{s3_bucket}/out/pose.json"
     storage.write_text(target, "old")
-
-    def broken(fh):
-        fh.write("half of the new")
-        raise RuntimeError("writer failed")
 
     with pytest.raises(RuntimeError):
         storage.atomic_write(target, broken, text=True)
