@@ -25,9 +25,17 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from pipeline import storage
 from pipeline.analysis.sports import DEFAULT_SPORT, SPORT_PROFILES
-from pipeline.config import MEMORY_LIMIT_RANGE, QUALITY_PRESETS, LLMSettings, PipelineConfig, load_env
+from pipeline.config import (
+    MEMORY_LIMIT_RANGE,
+    QUALITY_PRESETS,
+    SMOOTHING_FILTERS,
+    TABLE_FORMATS,
+    LLMSettings,
+    PipelineConfig,
+    load_env,
+)
 from pipeline.errors import ClusterError, ConfigError, InputError, ModelError, OutputError, PipelineError
-from pipeline.inputs import discover_videos
+from pipeline.inputs import discover_videos, read_person_heights
 from pipeline.llm.openai_finetune import DEFAULT_OPENAI_BASE_MODEL
 from pipeline.llm.stage import TRAINERS, check_ready
 from pipeline.llm.teachers import DEFAULT_MODELS
@@ -129,6 +137,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add(parser, "sport_type", choices=sorted(SPORT_PROFILES), default=DEFAULT_SPORT,
          help="which angles and events to highlight and how repetitions are counted "
               f"(default: {DEFAULT_SPORT})")  # fmt: skip
+    _add(parser, "person_height", default=None, metavar="METRES|CSV",
+         help="the person's height in metres (1.78), or a CSV with the columns video, height_m and "
+              "optionally person: positions and speeds are then given in metres and m/s too (default: "
+              "in body heights only)")  # fmt: skip
+    _add(parser, "filter", choices=SMOOTHING_FILTERS, default=None,
+         help="smoothing of the landmarks before angles, speeds and events: savgol (Savitzky-Golay), "
+              "butterworth (zero-phase low-pass) or none (default: from --quality: savgol, "
+              "butterworth for accurate)")  # fmt: skip
+    _add(parser, "filter_cutoff", type=_number(0), default=None, metavar="HZ",
+         help="the Butterworth filter's cutoff frequency (default: 6 Hz)")  # fmt: skip
+    _add(parser, "tables", choices=TABLE_FORMATS, default="parquet",
+         help="per-frame and event tables in OUTPUT/tables, partitioned by video: parquet, csv or none "
+              "(default: parquet)")  # fmt: skip
+    _add(parser, "no_opensim", action="store_true",
+         help="skip the OpenSim files (TRC markers and MOT joint angles per person, in OUTPUT/opensim)")  # fmt: skip
     _add(parser, "no_video", action="store_true", help="skip the annotated video")
     _add(parser, "video_height", type=int, default=None, metavar="PIXELS",
          help="scale the annotated video down to this height, keeping the aspect ratio (never up; "
@@ -285,8 +308,23 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         report=not args.no_report,
         force=args.force,
         llm_data_dir=None if args.no_llm_data else args.llm_data,
+        smoothing_filter=args.filter,
+        filter_cutoff_hz=args.filter_cutoff,
+        person_height=_person_height(args.person_height),
+        tables=args.tables,
+        opensim=not args.no_opensim,
         llm=llm,
     )
+
+
+def _person_height(value: str | None):
+    """``--person_height``: metres, or the location of a CSV of heights."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return read_person_heights(value)
 
 
 class Interrupted(KeyboardInterrupt):

@@ -25,6 +25,9 @@ TRAINERS: tuple[str, ...] = ("auto", "local", "openai")
 KEYLESS = "no-key"  # sent to an OpenAI-compatible server given by --llm_base_url when no key is set
 DEFAULT_VAL_FRACTION = 0.2
 MEMORY_LIMIT_RANGE = (0.05, 0.95)  # --memory_limit: the share of system RAM a run may take
+SMOOTHING_FILTERS: tuple[str, ...] = ("savgol", "butterworth", "none")  # --filter
+TABLE_FORMATS: tuple[str, ...] = ("parquet", "csv", "none")  # --tables
+PERSON_HEIGHT_RANGE = (0.5, 2.6)  # --person_height, metres: a child to the tallest athlete
 
 
 def check_sport(sport_type: str) -> str:
@@ -40,6 +43,29 @@ def check_finite(settings) -> None:
         value = getattr(settings, item.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{item.name} must be a finite number, got {value}")
+
+
+def check_height(metres: float) -> float:
+    low, high = PERSON_HEIGHT_RANGE
+    if not math.isfinite(metres) or not low <= metres <= high:
+        hint = " (in metres: 1.78, not 178)" if metres > high else ""
+        raise ConfigError(f"person height must be between {low} and {high} m, got {metres:g}{hint}")
+    return metres
+
+
+@dataclass(frozen=True)
+class PersonHeight:
+    """One row of a ``--person_height`` CSV: a video (file name or stem), optionally one
+    person id in it (None: every person of the video without a row of their own)."""
+
+    video: str
+    height_m: float
+    person: int | None = None
+
+    def __post_init__(self) -> None:
+        check_height(self.height_m)
+        if self.person is not None and self.person < 0:
+            raise ConfigError(f"person_height: person ids start at 0, got {self.person}")
 
 
 # -- analysis -------------------------------------------------------------------
@@ -75,12 +101,21 @@ class AnalysisParams:
     outlier_threshold: float = 3.5  # robust sigmas
     smoothing_window_s: float = 0.2  # Savitzky-Golay window
     smoothing_order: int = 2
+    smoothing_filter: str = "savgol"  # --filter: savgol, butterworth (zero-phase low-pass) or none
+    cutoff_hz: float = 6.0  # --filter_cutoff: the Butterworth filter's cutoff
+    butterworth_order: int = 4  # of the filter run once each way (zero-phase)
     events: EventParams = field(default_factory=EventParams)
     sport_type: str = DEFAULT_SPORT
 
     def __post_init__(self) -> None:
         check_finite(self)
         check_sport(self.sport_type)
+        if self.smoothing_filter not in SMOOTHING_FILTERS:
+            raise ConfigError(f"unknown filter '{self.smoothing_filter}' (choose from {', '.join(SMOOTHING_FILTERS)})")
+        if self.cutoff_hz <= 0:
+            raise ConfigError(f"filter cutoff must be > 0 Hz, got {self.cutoff_hz}")
+        if self.butterworth_order < 1:
+            raise ConfigError(f"butterworth_order must be >= 1, got {self.butterworth_order}")
 
 
 # -- quality presets ----------------------------------------------------------------
@@ -165,6 +200,8 @@ QUALITY_PRESETS: dict[str, QualityPreset] = {
                 max_fill_gap_s=0.25,
                 outlier_threshold=3.0,
                 smoothing_window_s=0.25,
+                smoothing_filter="butterworth",
+                cutoff_hz=6.0,
             ),
         ),
     )
@@ -258,6 +295,8 @@ OUTPUT_KEY_FIELDS = (
     "report",
     "analysis",
     "llm_data_dir",
+    "tables",
+    "opensim",
 )
 
 # The smallest --video_height: below it the drawing's labels are unreadable.
@@ -290,6 +329,12 @@ class PipelineConfig:
     analysis: AnalysisParams | None = None
     force: bool = False  # ignore the work folders of earlier runs (recompute everything)
     llm_data_dir: str | None = "llm_training_data"  # per-video LLM examples; None = none
+    smoothing_filter: str | None = None  # --filter; None = the quality preset's
+    filter_cutoff_hz: float | None = None  # --filter_cutoff; None = the quality preset's
+    # --person_height: metres, one for every person of every video, or PersonHeight rows (a CSV)
+    person_height: float | tuple[PersonHeight, ...] | None = None
+    tables: str = "parquet"  # per-frame and event tables in output_dir/tables: parquet, csv or none
+    opensim: bool = True  # TRC (markers) and MOT (joint angles) per person in output_dir/opensim
     llm: LLMSettings = field(default_factory=LLMSettings)  # teachers and training after the videos
 
     def __post_init__(self) -> None:
@@ -315,6 +360,16 @@ class PipelineConfig:
         check_sport(self.sport_type)
         if self.chunk_retries < 0:
             raise ConfigError(f"chunk_retries must be >= 0, got {self.chunk_retries}")
+        if self.tables not in TABLE_FORMATS:
+            raise ConfigError(f"unknown table format '{self.tables}' (choose from {', '.join(TABLE_FORMATS)})")
+        if isinstance(self.person_height, int | float) and not isinstance(self.person_height, bool):
+            check_height(float(self.person_height))
+        elif self.person_height is not None:
+            object.__setattr__(self, "person_height", tuple(self.person_height))
+            for row in self.person_height:
+                if not isinstance(row, PersonHeight):
+                    raise ConfigError(f"person_height: expected metres or PersonHeight rows, got {row!r}")
+        self.resolved_analysis  # noqa: B018 - checks --filter and --filter_cutoff
         if self.llm_data_dir is None and self.llm.active:
             raise ConfigError("--no_llm_data cannot be combined with --use_openai, --use_claude or --train_llm")
 
@@ -347,7 +402,24 @@ class PipelineConfig:
 
     @property
     def resolved_analysis(self) -> AnalysisParams:
-        return replace(self.analysis or self.preset.analysis, sport_type=self.sport_type)
+        overrides = {"sport_type": self.sport_type}
+        if self.smoothing_filter is not None:
+            overrides["smoothing_filter"] = self.smoothing_filter
+        if self.filter_cutoff_hz is not None:
+            overrides["cutoff_hz"] = self.filter_cutoff_hz
+        return replace(self.analysis or self.preset.analysis, **overrides)
+
+    def heights_for(self, video: str) -> tuple[tuple[int, float], ...]:
+        """The heights given for the persons of ``video`` (a location): ``(person, metres)``
+        pairs, person -1 standing for every person without a height of their own; () if none."""
+        if self.person_height is None:
+            return ()
+        if not isinstance(self.person_height, tuple):
+            return ((-1, float(self.person_height)),)
+        name = video.rstrip("/").rsplit("/", 1)[-1]
+        stem = name.rsplit(".", 1)[0] if "." in name else name
+        rows = [row for row in self.person_height if row.video in (name, stem)]
+        return tuple(sorted((-1 if row.person is None else row.person, row.height_m) for row in rows))
 
     @property
     def resolved_dask_address(self) -> str | None:
@@ -365,7 +437,8 @@ class PipelineConfig:
 
     def to_dict(self) -> dict:
         """The run's pose settings, resolved (the "settings" block of the pose JSON and the report)."""
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "llm"}
+        skipped = ("llm", "smoothing_filter", "filter_cutoff_hz", "person_height")  # resolved below / per video
+        data = {name: getattr(self, name) for name in self.__dataclass_fields__ if name not in skipped}
         data["analysis"] = asdict(self.resolved_analysis)
         data["pose_model"] = self.resolved_pose_model
         data["warmup_frames"] = self.resolved_warmup_frames

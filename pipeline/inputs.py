@@ -6,6 +6,7 @@ is listed like a local one; an ``http(s)://`` URL names one file (a web server l
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import re
 from collections import Counter
@@ -13,7 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline import storage
-from pipeline.errors import InputError, redact
+from pipeline.config import PersonHeight
+from pipeline.errors import ConfigError, InputError, redact
 from pipeline.video.probe import VIDEO_EXTENSIONS
 
 Input = Path | str  # a local path, or a URL (kept as the user wrote it)
@@ -109,3 +111,37 @@ def output_names(paths: list[Input]) -> dict[Input, str]:
             digest = hashlib.sha1(storage.absolute(path).encode()).hexdigest()[:8]
             names[path] = f"{name}-{digest}"
     return names
+
+
+def read_person_heights(location: str) -> tuple[PersonHeight, ...]:
+    """A ``--person_height`` CSV: a header row with ``video`` and ``height_m``, and optionally
+    ``person`` (an id from the pose JSON; empty: every person of the video without a row of
+    their own). ``video`` is a file name (``clip.mp4``) or its stem (``clip``)."""
+    try:
+        with storage.open_file(location, "r", encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--person_height: cannot read {redact(str(location))}: {exc}") from exc
+    where = redact(str(location))
+    if not rows or not {"video", "height_m"} <= set(rows[0]):
+        raise InputError(f"--person_height: {where} needs a header row with the columns video and height_m")
+    heights = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            person = (row.get("person") or "").strip()
+            heights.append(
+                PersonHeight(
+                    video=row["video"].strip(),
+                    height_m=float(row["height_m"]),
+                    person=int(person) if person else None,
+                )
+            )
+        except (TypeError, ValueError, ConfigError) as exc:
+            raise InputError(f"--person_height: {where} line {line}: {exc}") from exc
+    keys = Counter((h.video, h.person) for h in heights)
+    repeated = [
+        f"{video} person {person}" if person is not None else video for (video, person), n in keys.items() if n > 1
+    ]
+    if repeated:
+        raise InputError(f"--person_height: {where} gives more than one height for {', '.join(repeated)}")
+    return tuple(heights)
