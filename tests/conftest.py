@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic import STATURE_M, make_jump_clip, make_repetition_clip
+
+from pipeline.config import PersonHeight, PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
 # The folders a run writes by default (relative to its working directory): a test that
@@ -214,3 +217,34 @@ def s3_bucket(s3, monkeypatch):
     fs.call_s3("create_bucket", Bucket=bucket)  # (fs.mkdir adds a LocationConstraint moto refuses for us-east-1)
     yield f"s3://{bucket}"
     fs.rm(bucket, recursive=True)
+
+
+# -- the batch the output tests share: two synthetic clips with known motion and the sample clip,
+# run once with every output (and heights in metres) -------------------------------------------
+SAMPLE_HEIGHT_M = 1.8  # the man jumping off the box in the sample (person 0), for the metres
+# The synthetic jumper is the sample's man, scaled to STATURE_M by the clip's maker.
+HEIGHTS = (PersonHeight("jump", STATURE_M), PersonHeight("demo.mp4", SAMPLE_HEIGHT_M, person=0))
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory, sample_video, lite_model):
+    folder = tmp_path_factory.mktemp("clips")
+    jump = make_jump_clip(folder / "jump.mp4", sample_video, model_path=lite_model.path)
+    reps = make_repetition_clip(folder / "reps.mp4", sample_video, model_path=lite_model.path)
+    return {"jump": (folder / "jump.mp4", jump), "reps": (folder / "reps.mp4", reps)}
+
+
+@pytest.fixture(scope="session")
+def batch(tmp_path_factory, clips, sample_video):
+    """One run over the two synthetic clips and the sample clip."""
+    from pipeline.orchestrator import VideoPipeline
+
+    work = tmp_path_factory.mktemp("run")
+    config = PipelineConfig(
+        quality="fast", workers=2, person_height=HEIGHTS,
+        output_dir=str(work / "output"), models_dir=str(work / "models"), llm_data_dir=str(work / "llm"),
+    )  # fmt: skip
+    with VideoPipeline(config) as pipeline:
+        result = pipeline.process([clips["jump"][0], clips["reps"][0], sample_video])
+    assert result.success, [v.error for v in result.failed]
+    return result

@@ -15,10 +15,8 @@ import cv2
 import numpy as np
 import pytest
 from conftest import run_cli
-from synthetic import G, make_jump_clip, make_repetition_clip
+from synthetic import G
 
-from pipeline.config import PipelineConfig
-from pipeline.orchestrator import VideoPipeline
 from pipeline.video import probe_video
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -27,28 +25,6 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--hide-scrollbars",
 )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory, sample_video, lite_model):
-    folder = tmp_path_factory.mktemp("clips")
-    jump = make_jump_clip(folder / "jump.mp4", sample_video, model_path=lite_model.path)
-    reps = make_repetition_clip(folder / "reps.mp4", sample_video, model_path=lite_model.path)
-    return {"jump": (folder / "jump.mp4", jump), "reps": (folder / "reps.mp4", reps)}
-
-
-@pytest.fixture(scope="module")
-def batch(tmp_path_factory, clips, sample_video):
-    """One run over the two synthetic clips and the sample clip."""
-    work = tmp_path_factory.mktemp("run")
-    config = PipelineConfig(
-        quality="fast", workers=2,
-        output_dir=str(work / "output"), models_dir=str(work / "models"), llm_data_dir=str(work / "llm"),
-    )  # fmt: skip
-    with VideoPipeline(config) as pipeline:
-        result = pipeline.process([clips["jump"][0], clips["reps"][0], sample_video])
-    assert result.success, [v.error for v in result.failed]
-    return result
 
 
 def _document(result, name: str) -> dict:
