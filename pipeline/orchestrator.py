@@ -404,7 +404,9 @@ class VideoPipeline:
         critical path). A Ray cluster the user named is always used, and waited for: its
         failure to answer ends the run (exit 3) instead of going unnoticed."""
         info = run.result.info
-        meta = TrackMeta(width=info.width, height=info.height, fps=info.fps)
+        meta = TrackMeta(
+            width=info.width, height=info.height, fps=info.fps, heights_m=self.config.heights_for(run.source)
+        )
         records = [run.records[spec.index] for spec in run.plan.specs]
         folder = storage.absolute(run.work.analysis_folder)
         slots = max(record.slots for record in records)
@@ -548,7 +550,9 @@ class VideoPipeline:
         return self.dask.workers_lost(exc, what) or one_line_reason(exc)
 
     def _settings_block(self, run: VideoRun) -> dict:
-        return self.config.to_dict() | {"batch_size": run.plan.batch_size}
+        heights = self.config.heights_for(run.source)  # this video's (person -1: every other person)
+        person_height = {("*" if person < 0 else str(person)): metres for person, metres in heights} or None
+        return self.config.to_dict() | {"batch_size": run.plan.batch_size, "person_height_m": person_height}
 
     def _fail(self, run: VideoRun, reason: str) -> None:
         if run.finished:

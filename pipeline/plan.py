@@ -54,6 +54,9 @@ def plan_video(
         "handover": {"frames": HANDOVER_FRAMES, "tolerance": HANDOVER_TOLERANCE, "scores": HANDOVER_SCORE_TOLERANCE},
     }
     output_key = {"settings": config.output_key(specs[0].frame_count), "model_sha256": model_sha256, "name": name}
+    heights = config.heights_for(source)
+    if heights:  # this video's heights only: a CSV row of another video changes nothing here
+        output_key["person_height"] = [list(pair) for pair in heights]
     return VideoPlan(info, specs, extract_key, output_key)
 
 

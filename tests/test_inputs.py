@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.assets import SAMPLE_VIDEO, fetch, sha256_of
-from pipeline.errors import InputError, ModelError, PipelineError, VideoError
-from pipeline.inputs import discover_videos, output_names
+from pipeline.config import PipelineConfig
+from pipeline.errors import ConfigError, InputError, ModelError, PipelineError, VideoError
+from pipeline.inputs import discover_videos, output_names, read_person_heights
 from pipeline.pose.models import MODEL_PRESETS, resolve_model
 
 
@@ -68,3 +69,40 @@ def test_model_errors(tmp_path):
     other.write_bytes(b"123")
     with pytest.raises(ModelError, match=".task"):
         resolve_model(str(other))
+
+
+def test_person_heights_from_a_csv(tmp_path):
+    table = tmp_path / "heights.csv"
+    table.write_text("video,height_m,person\nclip.mp4,1.78,\ndemo,1.8,0\ndemo,1.65,1\n", encoding="utf-8")
+    heights = read_person_heights(str(table))
+    config = PipelineConfig(person_height=heights)
+    assert config.heights_for("/videos/clip.mp4") == ((-1, 1.78),)
+    assert config.heights_for("s3://bucket/sessions/demo.mp4") == ((0, 1.8), (1, 1.65))
+    assert config.heights_for("/videos/other.mp4") == ()
+    assert PipelineConfig(person_height=1.7).heights_for("/any/video.mov") == ((-1, 1.7),)
+    assert PipelineConfig().heights_for("/any/video.mov") == ()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("video,height\nclip.mp4,1.78\n", "needs a header row with the columns video and height_m"),
+        ("video,height_m\nclip.mp4,178\n", r"line 2: person height must be between 0.5 and 2.6 m, got 178 \(in metres"),
+        ("video,height_m\nclip.mp4,tall\n", "line 2: could not convert"),
+        ("video,height_m,person\nclip.mp4,1.7,-1\n", "line 2: person_height: person ids start at 0"),
+        ("video,height_m\nclip.mp4,1.7\nclip.mp4,1.8\n", "more than one height for clip.mp4"),
+    ],
+)
+def test_person_heights_csv_errors_are_one_line(tmp_path, text, message):
+    table = tmp_path / "heights.csv"
+    table.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError, match=message) as raised:
+        read_person_heights(str(table))
+    assert "\n" not in str(raised.value)
+
+
+def test_person_height_out_of_range_is_refused():
+    with pytest.raises(ConfigError, match=r"got 178 \(in metres: 1.78, not 178\)"):
+        PipelineConfig(person_height=178)
+    with pytest.raises(ConfigError, match="got 0.2"):
+        PipelineConfig(person_height=0.2)

@@ -55,6 +55,7 @@ class Flight:
     flight_time_s: float
     rise_bh: float  # how far the foot rose above the takeoff level, body heights
     level_change_bh: float  # landing level below takeoff level (positive = lower), body heights
+    com_rise_bh: float | None = None  # the centre of mass' rise from takeoff to its top, body heights
 
     @property
     def jump_height_m(self) -> float | None:
@@ -173,6 +174,45 @@ def detect_flights(
                 )
             )
     return flights
+
+
+def support_level(
+    foot_y_smooth: np.ndarray,
+    times_s: np.ndarray,
+    body_px: float,
+    params: EventParams,
+    flights: list[Flight],
+    period: float | None = None,
+) -> np.ndarray:
+    """The image row of the ground the person stands on, per sample ``[T]``: the level of
+    the support phase the sample is in; after a landing, the level landed on; elsewhere
+    (in the air, or moving without a still foot) the level last stood on, or the foot's
+    row where the foot is lower (stepping down); before the first phase, the first
+    phase's level. Without any support phase: the 95th
+    percentile of the foot's rows over the track (its lowest usual position).
+
+    A person standing on a box is measured from the box's top, and from the ground once
+    they have dropped off it."""
+    level = np.full(len(foot_y_smooth), np.nan)
+    if not np.isfinite(body_px) or body_px <= 0 or not np.isfinite(foot_y_smooth).any():
+        return level
+    phases = support_phases(foot_y_smooth, times_s, body_px, params, period)
+    if not phases:
+        level[:] = np.nanpercentile(foot_y_smooth, 95)
+        return level
+    starts = np.array([phase.start for phase in phases])
+    for phase in phases:
+        level[phase.start : phase.stop] = phase.level
+    for flight in flights:  # from the landing on, the level landed on
+        following = np.searchsorted(starts, flight.landing, side="right")
+        if following < len(phases):
+            landing_gap = np.isnan(level[flight.landing : phases[following].start])
+            level[flight.landing : phases[following].start][landing_gap] = phases[following].level
+    known = np.flatnonzero(~np.isnan(level))
+    held = known[np.clip(np.searchsorted(known, np.arange(len(level)), side="right") - 1, 0, None)]
+    # Forward filled (the samples before the first phase take its level); never above the
+    # foot: a foot lower than the level held is stepping down onto lower ground.
+    return np.fmax(level[held], foot_y_smooth)
 
 
 def ground_contacts(flights: list[Flight], times_s: np.ndarray, params: EventParams) -> list[tuple[int, int]]:

@@ -22,6 +22,11 @@ MIN_COVERAGE = 0.5
 MAX_OUTLIER_SHARE = 0.05
 MIN_TRACKING_STABILITY = 0.9
 MAX_TORSO_SPEED_BH_S = 10.0  # faster than any human: an identity switch or a detection jump
+# A jump's height from its flight time and its centre of mass' rise (with a height given) are
+# flagged when they differ by more than both of these: a takeoff or landing with bent legs, or
+# a person not seen side-on, makes the flight time and the rise disagree.
+JUMP_HEIGHTS_RELATIVE_TOLERANCE = 0.25
+JUMP_HEIGHTS_ABSOLUTE_TOLERANCE_M = 0.03
 
 
 @dataclass
@@ -44,7 +49,22 @@ class PersonSeries:
     rep_signal: str | None = None
     rep_direction: int = 0
     swaps_corrected: int = 0
+    height_m: float | None = None  # given (--person_height): metres become known
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def metres_per_px(self) -> float | None:
+        """The image scale at the person, from the height given and the body height measured in pixels."""
+        if self.height_m is None or not np.isfinite(self.body_px) or self.body_px <= 0:
+            return None
+        return self.height_m / self.body_px
+
+    def scale(self) -> dict | None:
+        """The summary's ``scale`` block: None without a height (values in body heights only)."""
+        mpp = self.metres_per_px
+        if mpp is None:
+            return None
+        return {"height_m": self.height_m, "metres_per_px": round(mpp, 8), "source": "given"}
 
     @classmethod
     def unanalysed(cls, slot: int, rows: np.ndarray, present: np.ndarray, times: np.ndarray) -> PersonSeries:
@@ -68,6 +88,9 @@ class PersonSeries:
             flags = []
             if height is not None and height > MAX_JUMP_HEIGHT_M:
                 flags.append(f"jump height {height:.2f} m is above {MAX_JUMP_HEIGHT_M} m")
+            rise_bh, rise_m = flight.com_rise_bh, None
+            if rise_bh is not None and self.height_m is not None:
+                rise_m = rise_bh * self.height_m
             out.append(
                 {
                     "type": flight.kind,
@@ -83,6 +106,9 @@ class PersonSeries:
                     "height_m": None if height is None else round(height, 4),
                     "rise_bh": round(flight.rise_bh, 4),
                     "level_change_bh": round(flight.level_change_bh, 4),
+                    "com_rise_bh": None if rise_bh is None else round(rise_bh, 4),
+                    "com_rise_m": None if rise_m is None else round(rise_m, 4),
+                    "heights_agree": _heights_agree(height, rise_m),
                     "plausible": not flags,
                     "flags": flags,
                 }
@@ -129,6 +155,16 @@ class PersonSeries:
                 }
             )
         return out
+
+
+def _heights_agree(from_flight_m: float | None, com_rise_m: float | None) -> bool | None:
+    """Whether a jump's two heights agree (None: one of them is unknown)."""
+    if from_flight_m is None or com_rise_m is None:
+        return None
+    difference = abs(com_rise_m - from_flight_m)
+    return bool(
+        difference <= JUMP_HEIGHTS_ABSOLUTE_TOLERANCE_M or difference <= JUMP_HEIGHTS_RELATIVE_TOLERANCE * from_flight_m
+    )
 
 
 def _stats(values: np.ndarray, decimals: int = 2) -> dict | None:
@@ -202,6 +238,12 @@ def _flags(quality: dict, person_events: list[dict]) -> list[dict]:
         for message in event["flags"]:
             code = "short_contact" if event["type"] == "contact" else "implausible_jump"
             flags.append({"code": code, "message": message, "frame": event["start_frame"]})
+        if event.get("heights_agree") is False:
+            message = (
+                f"jump height {event['height_m']:.2f} m from the flight time, {event['com_rise_m']:.2f} m from "
+                "the centre of mass' rise"
+            )
+            flags.append({"code": "jump_heights_differ", "message": message, "frame": event["start_frame"]})
     return flags
 
 
@@ -235,9 +277,17 @@ def _person_summary(
     contacts = [e for e in mine if e["type"] == "contact"]
     speed = np.linalg.norm(arrays["velocity_px_s"], axis=-1) / person.body_px
     quality = _quality(person, person.times)
+    height_m = person.height_m if person.metres_per_px is not None else None
+    in_metres = {}
+    if height_m is not None:
+        in_metres = {
+            "speed_m_s": {name: _stats(speed[:, k] * height_m, 3) for k, name in enumerate(VELOCITY_POINTS)},
+            "com_height_m": _stats(arrays["com_height_bh"] * height_m, 3),
+        }
     return base | {
         "analysed": True,
         "body_height_px": round(person.body_px, 1),
+        "scale": person.scale(),
         "mean_visibility": quality["mean_visibility"],
         "angles_deg": {name: _stats(arrays["angles"][:, k]) for k, name in enumerate(ANGLE_NAMES)},
         "peak_angular_velocity_deg_s": {
@@ -246,9 +296,11 @@ def _person_summary(
         },
         "speed_bh_s": {name: _stats(speed[:, k], 3) for k, name in enumerate(VELOCITY_POINTS)},
         "com_height_bh": _stats(arrays["com_height_bh"], 3),
+        **in_metres,
         "jumps": {
             "count": len(jumps),
             "best_height_m": max((e["height_m"] for e in jumps), default=None),
+            "best_com_rise_m": max((e["com_rise_m"] for e in jumps if e["com_rise_m"] is not None), default=None),
             "mean_flight_time_s": round(float(np.mean([e["flight_time_s"] for e in jumps])), 4) if jumps else None,
         },
         "drops": sum(1 for e in mine if e["type"] == "drop"),
