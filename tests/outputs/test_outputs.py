@@ -12,10 +12,12 @@ from pathlib import Path
 
 import av
 import cv2
+import duckdb
 import numpy as np
 import pytest
 from conftest import run_cli
-from synthetic import G
+from pose_tables import check_events_table, check_frames_table, check_metres
+from synthetic import STATURE_M, G
 
 from pipeline.video import probe_video
 
@@ -47,6 +49,10 @@ def test_jump_ground_truth(batch, clips):
         worst = G * (known.flight_time_s + period) ** 2 / 8
         assert abs(found["height_m"] - known.jump_height_m) <= worst - known.jump_height_m
         assert found["plausible"]
+        # The cross-check from the centre of mass' rise, in metres from the man's height given
+        # (the clip's scale): within 15% of the true height, and in agreement with the flight time.
+        assert found["com_rise_m"] == pytest.approx(known.jump_height_m, rel=0.15)
+        assert found["heights_agree"] is True
     # No other movement is reported: the man stands still between the jumps.
     assert {e["type"] for e in document["events"]} <= {"jump", "contact"}
     person = document["summary"]["persons"][0]
@@ -185,6 +191,7 @@ def test_cli_no_video_and_sport_type(tmp_path, clips):
     run = run_cli(
         "--video", str(clips["jump"][0]), "--quality", "fast", "--workers", "1",
         "--no_video", "--sport_type", "jump", "--output", "out", "--models", "models",
+        "--tables", "csv", "--person_height", str(STATURE_M),
         cwd=tmp_path,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
@@ -194,6 +201,23 @@ def test_cli_no_video_and_sport_type(tmp_path, clips):
     assert document["settings"]["sport_type"] == "jump"
     assert document["summary"]["highlights"]["event_types"] == ["jump", "drop", "contact"]
     assert document["summary"]["event_counts"]["jump"] == 2
+    # --tables csv: the same tables as CSV, which DuckDB reads as a dataset partitioned by video.
+    tables = tmp_path / "out" / "tables"
+    assert sorted(str(p.relative_to(tables)) for p in tables.rglob("*.*")) == [
+        "events/video=jump/jump.csv",
+        "frames/video=jump/jump.csv",
+    ]
+    connection = duckdb.connect()
+
+    def rows(table: str) -> list[dict]:
+        query = connection.execute(f"SELECT * FROM read_csv('{tables}/{table}/*/*.csv', hive_partitioning = true)")
+        columns = [column[0] for column in query.description]
+        return [dict(zip(columns, values)) for values in query.fetchall()]
+
+    frames = rows("frames")
+    assert check_frames_table(frames, document) > 10_000
+    check_metres(frames, document)
+    check_events_table(rows("events"), document)
 
 
 def test_video_height_scales_the_annotated_video_only(tmp_path, sample_video):
