@@ -5,10 +5,11 @@ A stateful callable (settings in ``__init__``, one track per call) so the same
 class runs in a plain loop, in a test, or as a Ray actor.
 
 Per person: outliers are rejected (Hampel), short gaps filled, positions
-smoothed (Savitzky-Golay); then joint angles and their velocities, the centre
-of mass, segment velocities, flights, contacts and repetitions are computed on
-the analysed frames (all frames, or those ``--sample_fps`` kept), and the
-series are laid back onto every frame of the video (NaN where not analysed).
+smoothed (``--filter``: Savitzky-Golay, a zero-phase Butterworth low-pass, or
+none); then joint angles and their velocities, the centre of mass, segment
+velocities, flights, contacts and repetitions are computed on the analysed
+frames (all frames, or those ``--sample_fps`` kept), and the series are laid
+back onto every frame of the video (NaN where not analysed).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 
 from pipeline.analysis import filters
 from pipeline.analysis.body import VELOCITY_POINTS, body_height, centre_of_mass, lowest_foot_y, segment_centres
-from pipeline.analysis.events import count_repetitions, detect_flights, ground_contacts
+from pipeline.analysis.events import Flight, count_repetitions, detect_flights, ground_contacts, support_level
 from pipeline.analysis.kinematics import joint_angles
 from pipeline.analysis.sports import REPETITION_SIGNALS, SPORT_PROFILES
 from pipeline.analysis.summary import PersonSeries, summarize
@@ -44,6 +45,13 @@ class TrackMeta:
     width: int
     height: int
     fps: float
+    # Heights given for the video's persons (``--person_height``), metres: (person id, height)
+    # pairs, person -1 for every person without a pair of their own.
+    heights_m: tuple[tuple[int, float], ...] = ()
+
+    def height_of(self, person: int) -> float | None:
+        given = dict(self.heights_m)
+        return given.get(person, given.get(-1))
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,8 @@ class Analysis:
       from the world landmarks (3D, independent of the view), NaN where a
       landmark is not visible enough;
     - ``com_px`` float32 [F, N, 2]; ``com_height_bh`` float32 [F, N]: centre of
-      mass height above the person's lowest foot level, in body heights;
+      mass height above the ground the person stands on at the time
+      (``events.support_level``), in body heights;
     - ``velocity_px_s`` float32 [F, N, V, 2]: velocity of the centre of mass and
       of every segment's centre (``VELOCITY_POINTS``), pixels/s;
     - ``body_height_px`` float64 [P], by person id; divide a pixel speed by it for body heights/s;
@@ -223,6 +232,7 @@ class Analyzer:
             xyzv[inside], world[inside] = linked.image_xyzv[own[inside], lane], linked.world_xyz[own[inside], lane]
             series = self._person(xyzv, world, meta, own, times[window], rate, period, ident)
             del xyzv, world
+            series.height_m = meta.height_of(ident)
             series.swaps_corrected = swaps
             persons.append(series)
             out["body_height_px"][ident] = series.body_px
@@ -274,18 +284,17 @@ class Analyzer:
         floor = OUTLIER_FLOOR_OF_DIAGONAL * float(np.hypot(meta.width, meta.height))
         outlier = filters.hampel_mask(raw_px, p.outlier_window, p.outlier_threshold, floor).any(axis=-1)
         max_gap = max(1, int(round(p.max_fill_gap_s * rate)))
-        window = filters.odd_window(p.smoothing_window_s, rate, p.smoothing_order + 3)
         raw_px[outlier] = np.nan
         clean_px, filled = filters.fill_gaps(raw_px, max_gap)
         del raw_px
         filled = filled[:, 0, 0]
-        px = filters.savgol(clean_px, window, p.smoothing_order)
+        px = filters.smooth(clean_px, p, rate)
         foot = lowest_foot_y(clean_px)
         del clean_px
         world = world_xyz.astype(np.float64)
         world[outlier] = np.nan
         world = filters.fill_gaps(world, max_gap)[0]
-        world = filters.savgol(world, window, p.smoothing_order)
+        world = filters.smooth(world, p, rate)
 
         filled_visibility = np.where(np.isnan(visibility) & ~np.isnan(px[..., 0]), 1.0, visibility)
         angles = joint_angles(world, visibility=filled_visibility, min_visibility=p.min_visibility)
@@ -296,9 +305,10 @@ class Analyzer:
         body_px = body_height(px)
 
         foot_smooth = lowest_foot_y(px)
-        ground = np.nanpercentile(foot_smooth, 95) if np.isfinite(foot_smooth).any() else np.nan
-        com_height = (ground - com[:, 1]) / body_px
         flights = detect_flights(foot, foot_smooth, times, body_px, p.events, period)
+        # Above the ground the person stands on at the time (a box's top, then the floor).
+        com_height = (support_level(foot_smooth, times, body_px, p.events, flights, period) - com[:, 1]) / body_px
+        flights = [_with_com_rise(flight, com, body_px) for flight in flights]
         contact = np.where(np.isnan(foot_smooth), -1, 1).astype(np.int8)
         for flight in flights:
             contact[flight.takeoff + 1 : flight.landing] = 0
@@ -361,6 +371,17 @@ class Analyzer:
             "com_height": -com[:, 1] / body_px,
             "com_lateral": com[:, 0] / body_px,
         }
+
+
+def _with_com_rise(flight: Flight, com_px: np.ndarray, body_px: float) -> Flight:
+    """A jump with its centre of mass' rise from takeoff to the top of the flight (body heights):
+    the cross-check of the height from the flight time."""
+    if flight.kind != "jump":
+        return flight
+    rows = com_px[flight.takeoff : flight.landing + 1, 1]
+    if np.isnan(rows).all() or np.isnan(rows[0]):
+        return flight
+    return replace(flight, com_rise_bh=float((rows[0] - np.nanmin(rows)) / body_px))
 
 
 def person_spans(person: np.ndarray) -> list[tuple[int, int, int]]:

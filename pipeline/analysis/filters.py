@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.config import AnalysisParams
+
 MAD_TO_SIGMA = 1.4826  # median absolute deviation of a normal distribution -> its sigma
 
 
@@ -120,6 +122,59 @@ def savgol(values: np.ndarray, window: int, order: int) -> np.ndarray:
         return savgol_filter(segment, w, order, axis=0) if w > order else segment
 
     return _per_valid_run(values, smooth)
+
+
+def butterworth(values: np.ndarray, fs_hz: float, cutoff_hz: float, order: int) -> np.ndarray:
+    """Zero-phase low-pass Butterworth filter applied to each run of valid samples.
+
+    The ``order``-th order filter (``scipy.signal.butter``, second-order sections) is
+    run forwards and backwards (``sosfiltfilt``): no delay, and the gain is the
+    square of the filter's, ``1 / (1 + (f / cutoff_hz) ** (2 * order))`` (0.5, -6 dB,
+    at the cutoff). It assumes even sampling at ``fs_hz``: at a variable frame rate
+    it is given one typical rate (the analyzer's: the analysed frames' average
+    rate), as the Savitzky-Golay window is.
+
+    When ``cutoff_hz >= fs_hz / 2`` (e.g. ``--sample_fps 10`` with a 6 Hz cutoff) the
+    samples hold nothing above the cutoff and the values come back unchanged. A run
+    shorter than the default padding is padded by ``len(run) - 1`` samples; a run of
+    fewer than 3 samples is kept as is. NaN stays NaN.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if cutoff_hz >= fs_hz / 2:
+        return values.copy()
+    from scipy.signal import butter, sosfiltfilt  # imported when used: the driver never needs scipy
+
+    sos = butter(order, cutoff_hz, btype="low", output="sos", fs=fs_hz)
+    # sosfiltfilt's default padlen (scipy's formula for second-order sections)
+    default_pad = 3 * (2 * len(sos) + 1 - min((sos[:, 2] == 0).sum(), (sos[:, 5] == 0).sum()))
+
+    def smooth(segment: np.ndarray, start: int) -> np.ndarray:
+        length = segment.shape[0]
+        if length < MIN_BUTTERWORTH_RUN:
+            return segment
+        return sosfiltfilt(sos, segment, axis=0, padlen=min(default_pad, length - 1))
+
+    return _per_valid_run(values, smooth)
+
+
+MIN_BUTTERWORTH_RUN = 3  # shorter runs are kept as is (nothing to filter them against)
+
+
+def smooth(values: np.ndarray, params: AnalysisParams, rate: float) -> np.ndarray:
+    """Positions smoothed as ``params.smoothing_filter`` says (``--filter``), at the
+    sampling rate ``rate`` (Hz; one typical rate at a variable frame rate):
+    "savgol" (Savitzky-Golay, window ``smoothing_window_s``, ``smoothing_order``),
+    "butterworth" (zero-phase low-pass at ``cutoff_hz``, ``butterworth_order``) or
+    "none" (a float64 copy). Each run of valid samples on its own; NaN stays NaN."""
+    kind = params.smoothing_filter
+    if kind == "savgol":
+        window = odd_window(params.smoothing_window_s, rate, params.smoothing_order + 3)
+        return savgol(values, window, params.smoothing_order)
+    if kind == "butterworth":
+        return butterworth(values, rate, params.cutoff_hz, params.butterworth_order)
+    if kind == "none":
+        return np.array(values, dtype=np.float64, copy=True)
+    raise ValueError(f"unknown smoothing filter {kind!r}")
 
 
 def time_derivative(values: np.ndarray, times_s: np.ndarray) -> np.ndarray:

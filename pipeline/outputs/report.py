@@ -18,6 +18,7 @@ import numpy as np
 
 from pipeline import storage
 from pipeline.analysis.analyzer import Analysis, person_values
+from pipeline.analysis.kinematics import joint_angles
 from pipeline.analysis.sports import SPORT_PROFILES
 from pipeline.analysis.store import AnalysisStore
 from pipeline.config import PipelineConfig
@@ -30,6 +31,33 @@ from pipeline.video.probe import VideoInfo
 from pipeline.video.reader import iter_frames
 
 MAX_KEY_FRAMES = 4
+
+# The outputs and what each is for, with its size per analysed frame and person measured on the
+# sample clip (bench/formats.py; docs/benchmarks.md, "Output sizes").
+OUTPUT_GUIDE = (
+    '<table><tr><th class="text">output</th><th class="text">use it for</th><th>bytes per frame and person</th></tr>'
+    + "".join(
+        f'<tr><td class="text">{html.escape(name)}</td><td class="text">{html.escape(use)}</td><td>{size}</td></tr>'
+        for name, use, size in (
+            ("models/<video>_pose.json", "the complete record: every value of every frame, with the settings", "3,700"),
+            (
+                "output/tables/frames (Parquet)",
+                "analysis in pandas, Polars, DuckDB: one table for a whole batch",
+                "1,800",
+            ),
+            ("output/tables/frames (CSV, --tables csv)", "spreadsheets", "5,300"),
+            ("output/tables/events", "jumps, contacts, repetitions: one row per event", "-"),
+            (
+                "output/opensim/<video>/*.trc",
+                "OpenSim, Pose2Sim, Sports2D: marker trajectories in metres (needs --person_height)",
+                "500",
+            ),
+            ("output/opensim/<video>/*.mot", "OpenSim: joint angles in degrees", "60"),
+            ("output/<video>_angles.csv", "the joint angles alone, for a quick look", "70"),
+        )
+    )
+    + "</table>"
+)
 KEY_FRAME_WIDTH = 640
 
 # Marks the page's state for whoever opens it: data-errors counts script
@@ -87,6 +115,7 @@ class _Series:
             self.person = analysis.array("person")
             self._detected = lambda: ~np.isnan(analysis.array("track.image_xyzv", lambda a: a[..., 0, 0]))
             self.frame = lambda number: analysis.read(number, number + 1)
+            self._landmarks = lambda name, rows, lanes: analysis.array(name, lambda a: a[rows, lanes])
         else:
             self.times = analysis.track.timestamp_ms / 1000.0
             self.frame_index = analysis.track.frame_index
@@ -94,9 +123,57 @@ class _Series:
             self.person = analysis.person
             self._detected = lambda: analysis.track.detected
             self.frame = lambda number: analysis.frames(number, number + 1)
+            self._landmarks = lambda name, rows, lanes: getattr(analysis.track, name.split(".")[1])[rows, lanes]
 
     def people_per_frame(self) -> np.ndarray:
         return self._detected().sum(axis=1)
+
+    def raw_angles(self, person: int, min_visibility: float) -> np.ndarray:
+        """``[F, A]``: the person's joint angles from the world landmarks as the model found them
+        (before outlier rejection, gap filling and the filter), NaN where not shown."""
+        rows, lanes = np.nonzero(self.person == person)
+        world = self._landmarks("track.world_xyz", rows, lanes).astype(np.float64)
+        visibility = self._landmarks("track.image_xyzv", rows, lanes)[..., 3]
+        out = np.full(self.angles.shape[::2], np.nan, np.float32)
+        out[rows] = joint_angles(world, visibility=visibility, min_visibility=min_visibility)
+        return out
+
+
+def _filter_name(analysis_settings: dict) -> str:
+    kind = analysis_settings.get("smoothing_filter", "savgol")
+    if kind == "butterworth":
+        return f"Butterworth low-pass, {analysis_settings['cutoff_hz']:g} Hz, zero-phase"
+    if kind == "savgol":
+        return f"Savitzky-Golay, {analysis_settings['smoothing_window_s']:g} s window"
+    return "no filter"
+
+
+def _compared_angle(analysis: _Series, person: int, highlighted: tuple[str, ...]) -> str:
+    """The highlighted angle with the most frames for ``person``."""
+    angles = person_values(analysis.angles, analysis.person, person)
+    counts = [int(np.isfinite(angles[:, ANGLE_NAMES.index(name)]).sum()) for name in highlighted]
+    return highlighted[int(np.argmax(counts))]
+
+
+def _raw_against_filtered(analysis: _Series, person: int, highlighted: tuple[str, ...], settings: dict):
+    """(caption, PNG data URI): one highlighted angle of ``person``, raw against filtered."""
+    from matplotlib import pyplot as plt
+
+    name = _compared_angle(analysis, person, highlighted)
+    k = ANGLE_NAMES.index(name)
+    raw = analysis.raw_angles(person, float(settings.get("min_visibility", 0.5)))[:, k]
+    filtered = person_values(analysis.angles, analysis.person, person)[:, k]
+    fig, ax = plt.subplots(figsize=(11, 3.2))
+    ax.plot(analysis.times, raw, lw=0.9, color="0.55", label="raw (as the model found it)")
+    ax.plot(analysis.times, filtered, lw=1.6, color="tab:blue", label=f"filtered ({_filter_name(settings)})")
+    ax.set_ylabel(f"{name.replace('_', ' ')} (deg)")
+    ax.set_xlabel("time (s)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    caption = f"Person {person}: {name.replace('_', ' ')} angle, raw and filtered"
+    figure = (caption, _png(fig))
+    plt.close(fig)
+    return figure
 
 
 # Figures drawn at most: each costs about 0.2 s of a core, and a page of more is not read (the
@@ -115,8 +192,12 @@ def plotted_persons(summary: dict) -> list[int]:
     return analysed_persons(summary)[:MAX_PLOTTED_PERSONS]
 
 
-def _plots(analysis: _Series, highlighted: tuple[str, ...], persons: list[int] | None = None) -> list[tuple[str, str]]:
-    """(caption, PNG data URI) of each of ``persons`` (default: ``plotted_persons``)."""
+def _plots(
+    analysis: _Series, highlighted: tuple[str, ...], persons: list[int] | None = None, settings: dict | None = None
+) -> list[tuple[str, str]]:
+    """(caption, PNG data URI) of each of ``persons`` (default: ``plotted_persons``); for the
+    first plotted person, also one highlighted angle raw against filtered (``settings``: the
+    analysis settings, which name the filter)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,7 +226,7 @@ def _plots(analysis: _Series, highlighted: tuple[str, ...], persons: list[int] |
             color=np.array(PALETTE[person % len(PALETTE)][::-1]) / 255,
             lw=1.6,
         )
-        ax_com.set_ylabel("centre of mass height\n(body heights above lowest foot level)")
+        ax_com.set_ylabel("centre of mass height\n(body heights above the ground stood on)")
         ax_com.set_xlabel("time (s)")
         ax_com.grid(alpha=0.3)
         for ax in (ax_angles, ax_com):
@@ -154,6 +235,8 @@ def _plots(analysis: _Series, highlighted: tuple[str, ...], persons: list[int] |
         fig.suptitle(f"Person {person}")
         figures.append((f"Person {person}: joint angles and centre of mass height", _png(fig)))
         plt.close(fig)
+        if person == plotted_persons(analysis.summary)[0]:
+            figures.append(_raw_against_filtered(analysis, person, highlighted, settings or {}))
     return figures
 
 
@@ -213,9 +296,10 @@ def _person_rows(summary: dict) -> list[list]:
     rows = []
     for p in summary["persons"]:
         if not p.get("analysed"):
-            rows.append([f"person {p['id']}", p["frames_detected"], "too short to analyse"] + [None] * 8)
+            rows.append([f"person {p['id']}", p["frames_detected"], "too short to analyse"] + [None] * 10)
             continue
         speed = (p["speed_bh_s"].get("com") or {}).get("max")
+        speed_m = ((p.get("speed_m_s") or {}).get("com") or {}).get("max")
         rows.append(
             [
                 f"person {p['id']}",
@@ -229,6 +313,8 @@ def _person_rows(summary: dict) -> list[list]:
                 p["repetitions"]["count"],
                 p["repetitions"]["signal"],
                 speed,
+                (p.get("scale") or {}).get("height_m"),
+                speed_m,
             ]
         )
     return rows
@@ -264,20 +350,24 @@ def write_report(
     analysis = _Series(analysis)
     summary = analysis.summary
     profile = SPORT_PROFILES[summary["sport_type"]]
-    plots = _plots(analysis, profile.angles) if plots is None else plots
+    plots = _plots(analysis, profile.angles, settings=settings.get("analysis")) if plots is None else plots
     frames = _key_frames(video, analysis, _annotator(info, summary)) if frames is None else frames
     person_table = _table(
         ["person", "frames", "quality", "visibility", "jumps", "best jump (m)", "mean flight (s)",
-         "mean contact (s)", "repetitions", "counted on", "peak COM speed (BH/s)"],
+         "mean contact (s)", "repetitions", "counted on", "peak COM speed (BH/s)", "height given (m)",
+         "peak COM speed (m/s)"],
         _person_rows(summary),
     )  # fmt: skip
     event_rows = [
         [e["type"], e["person"], e["start_frame"], e["end_frame"], e.get("flight_time_s") or e.get("contact_time_s"),
-         e.get("height_m"), "; ".join(e["flags"])]
+         e.get("height_m"), e.get("com_rise_m"), "; ".join(e["flags"])]
         for e in analysis.events
     ]  # fmt: skip
     events_table = (
-        _table(["event", "person", "from frame", "to frame", "duration (s)", "jump height (m)", "flags"], event_rows)
+        _table(
+            ["event", "person", "from frame", "to frame", "duration (s)", "jump height (m)", "COM rise (m)", "flags"],
+            event_rows,
+        )
         if event_rows
         else "<p>No jumps, contacts or repetitions found.</p>"
     )
@@ -303,6 +393,8 @@ def write_report(
         '<div class="keyframes">',
         *(f'<figure class="keyframe"><img alt="{html.escape(c)}" src="{uri}"><figcaption>{html.escape(c)}</figcaption></figure>' for c, uri in frames),
         "</div>",
+        "<h2>Which output for what</h2>",
+        OUTPUT_GUIDE,
         "<h2>Settings</h2>",
         f"<pre>{html.escape(json.dumps(settings, indent=1, default=str))}</pre>",
     ]  # fmt: skip
@@ -317,10 +409,10 @@ def write_report(
 PERSONS_PER_PLOT_TASK = 4  # figures drawn by one task (about 0.2 s each): the workers share a video's plots
 
 
-def report_plots_task(store: str, persons: tuple[int, ...]) -> list[tuple[str, str]]:
-    """Task: the figures of ``persons`` for the report's page."""
+def report_plots_task(store: str, persons: tuple[int, ...], settings: dict | None = None) -> list[tuple[str, str]]:
+    """Task: the figures of ``persons`` for the report's page (``settings``: the analysis settings)."""
     analysis = _Series(AnalysisStore(store))
-    return _plots(analysis, SPORT_PROFILES[analysis.summary["sport_type"]].angles, list(persons))
+    return _plots(analysis, SPORT_PROFILES[analysis.summary["sport_type"]].angles, list(persons), settings)
 
 
 def report_frames_task(video: str, info: VideoInfo, store: str, table_at: str | None = None) -> list[tuple[str, str]]:
@@ -352,7 +444,12 @@ class ReportWriter(OutputWriter):
         persons = plotted_persons(AnalysisStore(video.store).summary)
         groups = [tuple(persons[i : i + PERSONS_PER_PLOT_TASK]) for i in range(0, len(persons), PERSONS_PER_PLOT_TASK)]
         tasks = [
-            OutputTask(report_plots_task, (video.store, group), f"report-plots-{video.name}-{k}", "report")
+            OutputTask(
+                report_plots_task,
+                (video.store, group, video.header["settings"].get("analysis")),
+                f"report-plots-{video.name}-{k}",
+                "report",
+            )
             for k, group in enumerate(groups)
         ]
         tasks.append(

@@ -19,6 +19,10 @@ from conftest import run_cli
 from pose_tables import check_events_table, check_frames_table, check_metres
 from synthetic import STATURE_M, G
 
+from pipeline.analysis.kinematics import joint_angles
+from pipeline.analysis.store import AnalysisStore
+from pipeline.outputs.report import _Series
+from pipeline.pose.skeleton import ANGLE_NAMES
 from pipeline.video import probe_video
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -165,6 +169,41 @@ def _chromium(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+def test_report_raw_angles_are_those_of_the_landmarks_as_found(batch):
+    """The report's "raw" curve: the joint angles of the pose JSON's world landmarks (as the
+    model found them), which the filtered angles follow closely but not exactly."""
+    video = next(v for v in batch.videos if v.name == "demo")
+    document = _document(batch, "demo")
+    store = AnalysisStore(Path(video.outputs["angles_csv"]).parent / ".work" / "demo" / "analysis")
+    series = _Series(store)
+    min_visibility = document["settings"]["analysis"]["min_visibility"]
+    raw = series.raw_angles(0, min_visibility)
+    by_frame = {f["frame"]: p for f in document["frames"] for p in f["persons"] or [] if p["id"] == 0}
+    rows = [i for i, frame in enumerate(series.frame_index.tolist()) if frame in by_frame]
+    world = np.array(
+        [
+            [
+                [np.nan if v is None else v for v in point]
+                for point in by_frame[series.frame_index[i]]["world_landmarks"]
+            ]
+            for i in rows
+        ]
+    )
+    visibility = np.array(
+        [
+            [np.nan if point[3] is None else point[3] for point in by_frame[series.frame_index[i]]["landmarks"]]
+            for i in rows
+        ]
+    )
+    expected = joint_angles(world, visibility=visibility, min_visibility=min_visibility)
+    np.testing.assert_allclose(raw[rows], expected, atol=0.05)
+    filtered = np.array(
+        [[by_frame[series.frame_index[i]]["angles"][name] or np.nan for name in ANGLE_NAMES] for i in rows], dtype=float
+    )
+    difference = np.abs(raw[rows] - filtered)
+    assert 0 < np.nanmedian(difference) < 5  # smoothed, not another signal
+
+
 def test_report_renders_in_chromium(batch, tmp_path):
     report = Path(next(v for v in batch.videos if v.name == "jump").outputs["report"]).resolve()
     dom = _chromium("--virtual-time-budget=5000", "--dump-dom", report.as_uri(), cwd=tmp_path)
@@ -174,6 +213,8 @@ def test_report_renders_in_chromium(batch, tmp_path):
     plots = dom.stdout.count('<figure class="plot">')
     assert plots >= 1 and images >= plots + 1  # plots and key frames
     assert 'data-ready="1"' in body
+    assert "angle, raw and filtered" in dom.stdout  # the filter's effect on one highlighted angle
+    assert "Which output for what" in dom.stdout
     assert 'data-errors="0"' in body
     assert f'data-images-loaded="{images}"' in body  # every embedded image decoded
 
