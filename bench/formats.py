@@ -62,7 +62,9 @@ def main() -> int:
         entry["bytes_per_frame_person"] = round(entry["bytes"] / entry["rows"])
     width = max(len(name) for name in sizes)
     for name, entry in sizes.items():
-        print(f"{name:<{width}}  {entry['bytes']:>9} B  {entry['rows']:>5} rows  {entry['bytes_per_frame_person']:>6} B/row")
+        print(
+            f"{name:<{width}}  {entry['bytes']:>9} B  {entry['rows']:>5} rows  {entry['bytes_per_frame_person']:>6} B/row"
+        )
     result = {"clip": "public/demo.mp4 (230 frames, two people)", "flags": FLAGS, "sizes": sizes}
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return 0
