@@ -139,14 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
               f"(default: {DEFAULT_SPORT})")  # fmt: skip
     _add(parser, "person_height", default=None, metavar="METRES|CSV",
          help="the person's height in metres (1.78), or a CSV with the columns video, height_m and "
-              "optionally person: positions and speeds are then given in metres and m/s too (default: "
-              "in body heights only)")  # fmt: skip
+              "optionally person: positions and speeds are then given in metres and m/s too; without it, "
+              "in body heights only")  # fmt: skip
     _add(parser, "filter", choices=SMOOTHING_FILTERS, default=None,
          help="smoothing of the landmarks before angles, speeds and events: savgol (Savitzky-Golay), "
-              "butterworth (zero-phase low-pass) or none (default: from --quality: savgol, "
+              "butterworth (zero-phase low-pass) or none (default: from --quality; savgol, "
               "butterworth for accurate)")  # fmt: skip
     _add(parser, "filter_cutoff", type=_number(0), default=None, metavar="HZ",
-         help="the Butterworth filter's cutoff frequency (default: 6 Hz)")  # fmt: skip
+         help="the Butterworth filter's cutoff frequency in Hz (default: from --quality; 6 in every preset)")  # fmt: skip
     _add(parser, "tables", choices=TABLE_FORMATS, default="parquet",
          help="per-frame and event tables in OUTPUT/tables, partitioned by video: parquet, csv or none "
               "(default: parquet)")  # fmt: skip

@@ -17,7 +17,7 @@ from pipeline.errors import ConfigError
 from pipeline.memory import GiB, plan_resources
 from pipeline.orchestrator import REFERENCE_FRAME_WH
 
-FLOAT_OPTIONS = ("sample_fps", "memory_limit", "llm_poll_s", "val_fraction")
+FLOAT_OPTIONS = ("sample_fps", "memory_limit", "llm_poll_s", "val_fraction", "filter_cutoff")
 
 
 @pytest.mark.parametrize("value", ["nan", "inf"])
