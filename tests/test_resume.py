@@ -160,7 +160,7 @@ def test_a_deleted_output_is_the_only_one_written_again(tmp_path, sample_video):
     manifest = json.loads((work / "manifest.json").read_text())
     assert manifest["complete"]["result"]["outputs"]["annotated_video"] == "out/demo_annotated.mp4"
     assert set(manifest["complete"]["result"]["outputs"]) == {
-        "angles_csv", "annotated_video", "llm_examples", "pose_json", "report"
+        "angles_csv", "annotated_video", "llm_examples", "opensim", "pose_json", "report", "tables"
     }  # fmt: skip
 
     # A stored analysis of an earlier layout (before lanes: no format, no person map) is not

@@ -27,7 +27,8 @@ COLUMNS = (
     "coverage",
     "quality_score", "mean_visibility", "jumps", "best_jump_height_m", "mean_flight_time_s", "drops", "contacts",
     "mean_contact_time_s", "min_contact_time_s", "repetitions", "repetition_signal", "mean_repetition_period_s",
-    "peak_com_speed_bh_s", "flags", "pose_json", "annotated_video", "report",
+    "peak_com_speed_bh_s", "height_m", "best_com_rise_m", "peak_com_speed_m_s", "flags", "pose_json",
+    "annotated_video", "report",
 )  # fmt: skip
 
 
@@ -40,6 +41,7 @@ def _person_row(person: dict) -> dict:
     if not person.get("analysed"):
         return row | {"flags": "too_short: fewer frames than the preset's minimum track length"}
     com = person["speed_bh_s"].get("com") or {}
+    com_m = (person.get("speed_m_s") or {}).get("com") or {}  # with a height given (--person_height)
     return row | {
         "quality_score": person["quality"]["score"],
         "mean_visibility": person["mean_visibility"],
@@ -54,6 +56,9 @@ def _person_row(person: dict) -> dict:
         "repetition_signal": person["repetitions"]["signal"],
         "mean_repetition_period_s": person["repetitions"]["mean_period_s"],
         "peak_com_speed_bh_s": com.get("max"),
+        "height_m": (person.get("scale") or {}).get("height_m"),
+        "best_com_rise_m": person["jumps"].get("best_com_rise_m"),
+        "peak_com_speed_m_s": com_m.get("max"),
         "flags": "; ".join(_flag(f) for f in person["flags"]),
     }
 

@@ -157,6 +157,10 @@ def test_summary_csv(batch):
     assert by_name["jump"][0]["jumps"] == "2" and by_name["reps"][0]["repetitions"] == "5"
     assert len(by_name["demo"]) >= 2  # the man and the woman
     assert all(Path(row["annotated_video"]).exists() and Path(row["report"]).exists() for row in rows)
+    # Heights given for the jumper and for the sample's person 0 only: their metres are in the table.
+    assert by_name["jump"][0]["height_m"] == str(STATURE_M) and float(by_name["jump"][0]["best_com_rise_m"]) > 0.2
+    assert by_name["demo"][0]["height_m"] == "1.8" and float(by_name["demo"][0]["peak_com_speed_m_s"]) > 0
+    assert by_name["demo"][1]["height_m"] == "" and by_name["reps"][0]["peak_com_speed_m_s"] == ""
 
 
 def _chromium(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -64,7 +64,7 @@ def test_a_registered_writer_runs_without_any_other_change(run):
     folder, batch = run
     [video] = batch.videos
     assert video.success, video.error
-    assert set(video.outputs) == {"pose_json", "angles_csv", "llm_examples", "person_counts"}
+    assert set(video.outputs) == {"pose_json", "angles_csv", "tables", "opensim", "llm_examples", "person_counts"}
     counts = Path(video.outputs["person_counts"]).read_text().splitlines()
     with open(video.outputs["pose_json"], encoding="utf-8") as fh:
         frames = json.load(fh)["frames"]
