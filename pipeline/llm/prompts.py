@@ -98,7 +98,7 @@ def user_turn(segment: Segment, sport: str) -> str:
     if "speed.com.mean" in f:
         com.append(f"speed mean {t('speed.com.mean')}, peak {t('speed.com.peak')} body heights/s")
     if "com_height.min" in f:
-        com.append(f"height above the lowest foot {t('com_height.min')}-{t('com_height.max')} body heights")
+        com.append(f"height above the ground stood on {t('com_height.min')}-{t('com_height.max')} body heights")
     if com:
         lines.append("Centre of mass: " + "; ".join(com) + ".")
     if "speed.fastest.peak" in f:
