@@ -32,6 +32,7 @@ def run(folder: Path, tables: str) -> None:
 
 
 def data_rows(path: Path, header_lines: int) -> int:
+    """Lines after the header (TRC: 5 lines and a blank one; MOT: 6 lines and the column names)."""
     return len(path.read_text(encoding="utf-8").splitlines()) - header_lines
 
 
@@ -56,7 +57,7 @@ def main() -> int:
             sizes["angles CSV"] = {"bytes": (output / "demo_angles.csv").stat().st_size, "rows": shown}
             trc = sorted((output / "opensim" / "demo").glob("*.trc"))
             mot = sorted((output / "opensim" / "demo").glob("*.mot"))
-            sizes["TRC"] = {"bytes": sum(p.stat().st_size for p in trc), "rows": sum(data_rows(p, 5) for p in trc)}
+            sizes["TRC"] = {"bytes": sum(p.stat().st_size for p in trc), "rows": sum(data_rows(p, 6) for p in trc)}
             sizes["MOT"] = {"bytes": sum(p.stat().st_size for p in mot), "rows": sum(data_rows(p, 7) for p in mot)}
     for entry in sizes.values():
         entry["bytes_per_frame_person"] = round(entry["bytes"] / entry["rows"])

@@ -39,21 +39,21 @@ OUTPUT_GUIDE = (
     + "".join(
         f'<tr><td class="text">{html.escape(name)}</td><td class="text">{html.escape(use)}</td><td>{size}</td></tr>'
         for name, use, size in (
-            ("models/<video>_pose.json", "the complete record: every value of every frame, with the settings", "3,700"),
+            ("models/<video>_pose.json", "the complete record: every value of every frame, with the settings", "3,661"),
             (
                 "output/tables/frames (Parquet)",
                 "analysis in pandas, Polars, DuckDB: one table for a whole batch",
-                "1,800",
+                "1,791",
             ),
-            ("output/tables/frames (CSV, --tables csv)", "spreadsheets", "5,300"),
+            ("output/tables/frames (CSV, --tables csv)", "spreadsheets", "3,511"),
             ("output/tables/events", "jumps, contacts, repetitions: one row per event", "-"),
             (
                 "output/opensim/<video>/*.trc",
                 "OpenSim, Pose2Sim, Sports2D: marker trajectories in metres (needs --person_height)",
-                "500",
+                "603",
             ),
-            ("output/opensim/<video>/*.mot", "OpenSim: joint angles in degrees", "60"),
-            ("output/<video>_angles.csv", "the joint angles alone, for a quick look", "70"),
+            ("output/opensim/<video>/*.mot", "OpenSim: joint angles in degrees", "71"),
+            ("output/<video>_angles.csv", "the joint angles alone, for a quick look", "71"),
         )
     )
     + "</table>"

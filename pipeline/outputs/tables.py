@@ -38,9 +38,10 @@ from pipeline.video.probe import VideoInfo
 TABLES = ("frames", "events")
 LANDMARK_FIELDS = ("x", "y", "z", "visibility", "presence")
 WORLD_FIELDS = ("world_x_m", "world_y_m", "world_z_m")
-# Measured on the sample clip (docs/benchmarks.md, "Output sizes"): bytes per frame and person.
-PARQUET_BYTES_PER_FRAME_PERSON = 1100
-CSV_BYTES_PER_FRAME_PERSON = 4200
+# Disk estimates, bytes per frame and person: measured on the sample clip 1,791 (Parquet) and 3,511
+# (CSV), bench/formats.py; rounded up (a person with every value known writes more).
+PARQUET_BYTES_PER_FRAME_PERSON = 2048
+CSV_BYTES_PER_FRAME_PERSON = 4096
 
 
 def _frame_fields(pa) -> list:
