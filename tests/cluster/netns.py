@@ -80,13 +80,27 @@ CLEARED_ON_B = ("POSE_PIPELINE_CACHE", "XDG_CACHE_HOME")
 # Node B's mounts, then a process that keeps its mount namespace alive (``nsenter -t`` target).
 # $PWD is the host folder for B's Ray session: entered before /tmp is covered and bound
 # (``mount -c``: by the working folder, not by a path) at Ray's temp dir on B's own /tmp.
+# A repository (and its virtual environment) under /tmp is bound back the same way, through
+# the working folder of a process that entered it before /tmp was covered, with the empty
+# folders over the driver's files: B runs the same code from the same paths.
 _B_MOUNTS = r"""
 set -eu
 ray_tmp=$1; shift
 mount --make-rprivate /
 for dir in "$@"; do mount -t tmpfs -o mode=0755 posetest-hidden "$dir"; done
+keeper=
+case "$POSETEST_REPO/" in /tmp/*) (cd "$POSETEST_REPO" && exec sleep infinity) & keeper=$! ;; esac
+for _ in $(seq 500); do  # until the keeper is in the repository (5 s at most)
+  [ -z "$keeper" ] || [ "$(readlink "/proc/$keeper/cwd")" = "$POSETEST_REPO" ] && break
+  sleep 0.01
+done
 mount -t tmpfs -o mode=1777 posetest-tmp /tmp
 mount -t tmpfs -o mode=1777 posetest-shm /dev/shm
+if [ -n "$keeper" ]; then
+  mkdir -p "$POSETEST_REPO"
+  mount -c --rbind "/proc/$keeper/cwd" "$POSETEST_REPO"
+  kill "$keeper"
+fi
 mkdir -p "$ray_tmp" "$NODE_HOME"
 mount -c --bind . "$ray_tmp"
 cd "$NODE_HOME"
@@ -385,7 +399,7 @@ class TwoNodes:
             "node-b",
             ["ip", "netns", "exec", self.ns_b, "unshare", "-m", "--propagation", "private"]
             + ["bash", "-c", _B_MOUNTS, "node-b", str(self.ray_tmp), *self.hidden],
-            env={**self._node_env("b"), "NODE_HOME": B_HOME},
+            env={**self._node_env("b"), "NODE_HOME": B_HOME, "POSETEST_REPO": str(REPO)},
             cwd=ray_b_logs,
         )
         while b"ready" not in anchor_log.read_bytes()[seen:]:
