@@ -1,6 +1,6 @@
 """Distributed video pose pipeline: MediaPipe pose on Dask, analysis on Ray."""
 
-from pipeline.config import QUALITY_PRESETS, LLMSettings, PipelineConfig, QualityPreset
+from pipeline.config import QUALITY_PRESETS, LLMSettings, PersonHeight, PipelineConfig, QualityPreset
 from pipeline.errors import (
     ClusterError,
     ConfigError,
@@ -24,6 +24,7 @@ __all__ = [
     "LLMSettings",
     "ModelError",
     "OutputError",
+    "PersonHeight",
     "PipelineConfig",
     "PipelineError",
     "ProgressEvent",
