@@ -58,6 +58,7 @@ FRAME_COPIES_EXTRACT = 14  # decoded frame, RGB copy, MediaPipe's input and scal
 FRAME_COPIES_ENCODE = 36  # ffmpeg/libx264 veryfast: lookahead, references, threads
 ENCODER_BASE_BYTES = 30 * MiB
 REPORT_BASE_BYTES = 120 * MiB  # matplotlib figures of the report
+TABLE_PROCESS_BYTES = 160 * MiB  # the process writing a video's tables (measured 123 MiB on the sample)
 MIN_OBJECT_STORE_BYTES = 80 * MiB
 OBJECT_STORE_SHARE = 0.05
 
@@ -77,6 +78,8 @@ def kind_bytes(kind: str, width: int, height: int) -> int:
         return ENCODER_BASE_BYTES + FRAME_COPIES_ENCODE * frame + 2 * frame
     if kind == "report":  # key frames plus matplotlib's figures
         return REPORT_BASE_BYTES + FRAME_COPIES_EXTRACT * frame
+    if kind == "table":  # the tables' own process (pipeline.outputs.tables): no frames
+        return TABLE_PROCESS_BYTES
     return FRAME_COPIES_EXTRACT * frame
 
 

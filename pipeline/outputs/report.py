@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import json
+from dataclasses import asdict
 
 import cv2
 import numpy as np
@@ -21,7 +22,7 @@ from pipeline.analysis.analyzer import Analysis, person_values
 from pipeline.analysis.kinematics import joint_angles
 from pipeline.analysis.sports import SPORT_PROFILES
 from pipeline.analysis.store import AnalysisStore
-from pipeline.config import PipelineConfig
+from pipeline.config import AnalysisParams, PipelineConfig
 from pipeline.errors import OutputError, redact
 from pipeline.outputs.annotate import PALETTE, Annotator
 from pipeline.outputs.registry import OutputPlan, OutputTask, OutputWriter, VideoOutputs
@@ -140,7 +141,8 @@ class _Series:
 
 
 def _filter_name(analysis_settings: dict) -> str:
-    kind = analysis_settings.get("smoothing_filter", "savgol")
+    analysis_settings = asdict(AnalysisParams()) | analysis_settings  # settings of an older run lack the filter
+    kind = analysis_settings["smoothing_filter"]
     if kind == "butterworth":
         return f"Butterworth low-pass, {analysis_settings['cutoff_hz']:g} Hz, zero-phase"
     if kind == "savgol":

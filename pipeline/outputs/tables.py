@@ -24,6 +24,9 @@ without a height (``--person_height``). Every video has the same columns.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 
 from pipeline import storage
@@ -31,6 +34,7 @@ from pipeline.analysis.analyzer import Analysis
 from pipeline.analysis.body import VELOCITY_POINTS
 from pipeline.analysis.store import AnalysisStore
 from pipeline.config import PipelineConfig
+from pipeline.errors import OutputError
 from pipeline.outputs.registry import DiskNeed, OutputPlan, OutputTask, OutputWriter, VideoOutputs
 from pipeline.pose.skeleton import ANGLE_NAMES, LANDMARK_NAMES
 from pipeline.video.probe import VideoInfo
@@ -241,11 +245,38 @@ def table_location(output_dir: str, table: str, name: str, kind: str) -> str:
     return storage.join(output_dir, "tables", table, f"video={name}", f"{name}.{kind}")
 
 
-def tables_task(frames_at: str, events_at: str, store: str, frame_height: int, kind: str) -> str:
-    """Task: both tables of a video from its stored analysis."""
+def write_tables(frames_at: str, events_at: str, store: str, frame_height: int, kind: str) -> str:
+    """Both tables of a video from its stored analysis."""
     analysis = AnalysisStore(store)
     write_events_table(events_at, analysis.events, kind)
     return write_frames_table(frames_at, analysis, frame_height, kind)
+
+
+# The tables are written by a process of their own: pyarrow, once imported, keeps about 60 MiB in
+# the process for good, which a long-lived Dask worker would then hold through every later render
+# (a run at --memory_limit 0.3 on an 8 GiB laptop has no such room). The process is admitted by the
+# memory monitor like any task ("table" in pipeline.memory) and ends when the tables are written.
+TABLES_TIMEOUT_S = 3600.0  # hours of video are written in under a minute
+
+
+def main(argv: list[str]) -> None:
+    """The tables' process: ``frames_at events_at store frame_height kind`` (``tables_task``)."""
+    frames_at, events_at, store, frame_height, kind = argv
+    write_tables(frames_at, events_at, store, int(frame_height), kind)
+
+
+def tables_task(frames_at: str, events_at: str, store: str, frame_height: int, kind: str) -> str:
+    """Task: both tables of a video, written by a child process (``write_tables``)."""
+    child = "import sys; from pipeline.outputs.tables import main; main(sys.argv[1:])"
+    command = [sys.executable, "-c", child, frames_at, events_at, store, str(frame_height), kind]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=TABLES_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise OutputError(f"tables: not written within {TABLES_TIMEOUT_S:.0f} s") from exc
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise OutputError(f"tables: {lines[-1] if lines else f'the writing process ended with code {done.returncode}'}")
+    return frames_at
 
 
 class TablesWriter(OutputWriter):
@@ -273,4 +304,4 @@ class TablesWriter(OutputWriter):
             storage.absolute(table_location(config.output_dir, table, video.name, config.tables)) for table in TABLES
         )
         args = (frames_at, events_at, video.store, video.info.height, config.tables)
-        return OutputPlan([OutputTask(tables_task, args, f"tables-{video.name}")])
+        return OutputPlan([OutputTask(tables_task, args, f"tables-{video.name}", "table")])

@@ -167,5 +167,7 @@ def test_the_report_draws_the_persons_tracked_longest(coming_and_going, tmp_path
     info = probe_video(str(sample_video))
     page = Path(write_report(str(tmp_path / "report.html"), str(sample_video), info, analysis, {}, frames=[]))
     html = page.read_text(encoding="utf-8")
-    assert html.count('<figure class="plot">') == MAX_PLOTTED_PERSONS
+    # A figure per person drawn, and the main person's highlighted angle raw against filtered.
+    assert html.count('<figure class="plot">') == MAX_PLOTTED_PERSONS + 1
+    assert html.count("angle, raw and filtered") == 2  # its caption, as alt text and below the figure
     assert f"Figures of the {MAX_PLOTTED_PERSONS} persons tracked longest, of {len(analysed)} analysed" in html
