@@ -219,7 +219,7 @@ class ProgressDisplay:
         self.counted: dict[str, int] = {}
 
     def __call__(self, event) -> None:
-        if self.enabled is False:
+        if self.enabled is False or event.chunks:  # a chunk's status: the stage events carry the frames
             return
         if self.batch is None:
             disable = None if self.enabled is None else False
@@ -373,6 +373,11 @@ def _quiet_engine_shutdown() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # the job service: its own options (pipeline.py serve --help)
+        from pipeline.serve import main as serve
+
+        return serve(argv[1:])
     try:
         with _stop_on_signals():
             return _main(argv)

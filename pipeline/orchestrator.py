@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, InvalidStateError
@@ -56,7 +57,7 @@ from pipeline.outputs.summary_csv import write_summary_csv
 from pipeline.plan import WORK_BYTES_PER_FRAME_SLOT, DiskCheck, plan_video
 from pipeline.pose import MediaPipeSettings, ModelFile, resolve_model
 from pipeline.pose.models import shared_copy
-from pipeline.results import BatchResult, ProgressEvent, VideoResult
+from pipeline.results import BatchResult, ChunkEvent, ProgressEvent, VideoResult
 from pipeline.scheduler import Done, Scheduler, Stalled, Work
 from pipeline.state import Stage, VideoRun
 from pipeline.stats import ChunkTiming, RunStats
@@ -99,6 +100,8 @@ class VideoPipeline:
         self.engines = Engines(self.config, self.stats)
         self._scheduler: Scheduler | None = None
         self._claimed: tuple[list[Input], list[VideoRun]] | None = None
+        self._cancels: dict[str, str] = {}  # output name -> reason, set from any thread (``cancel``)
+        self._cancels_lock = threading.Lock()
 
     # -- engines ---------------------------------------------------------------
     def start(self) -> VideoPipeline:
@@ -189,6 +192,11 @@ class VideoPipeline:
             storage.ensure_writable(folder)
         self._plan_resources()  # a budget that cannot hold the run is refused before any lock is taken
         paths = [as_input(p) for p in paths]
+        runs = self._claim_runs(paths)
+        self._claimed = (paths, runs)
+        return runs
+
+    def _claim_runs(self, paths: list[Input]) -> list[VideoRun]:
         names = output_names(paths)
         runs = [
             VideoRun(path, names[path], WorkFolder.for_video(self.config.output_dir, names[path])) for path in paths
@@ -199,7 +207,6 @@ class VideoPipeline:
                 run.result.held_by = owner.describe()
                 run.result.error = f"another run ({owner.describe()}) is processing it"
                 self._advance(run, Stage.HELD)
-        self._claimed = (paths, runs)
         return runs
 
     def _release(self, runs: list[VideoRun]) -> None:
@@ -235,6 +242,12 @@ class VideoPipeline:
         """The videos this run holds: probe, plan, and run them to the end."""
         if not runs:
             return
+        self._begin()
+        self._admit(runs)
+        self._run([run for run in runs if not run.finished])
+
+    def _begin(self) -> None:
+        """The scheduler, the estimator's settings and the writers, for the videos to come."""
         if self.dask is None:
             raise RuntimeError("VideoPipeline.process() before start() (use it as a context manager)")
         plan = self.resources
@@ -242,6 +255,10 @@ class VideoPipeline:
         self._settings = self.estimator_settings()
         self._writers = REGISTRY.enabled(self.config)
         self._disk = DiskCheck()
+
+    def _admit(self, runs: list[VideoRun]) -> None:
+        """Probe and plan the claimed videos; their chunks join the scheduler's queue."""
+        runs = [run for run in runs if not run.finished]
         for run in runs:
             try:
                 run.result.info = probe_video(run.location)
@@ -256,7 +273,57 @@ class VideoPipeline:
                 except (VideoError, OutputError, OSError) as exc:
                     self._fail(run, one_line_reason(exc))
         self.stats.mark("videos_planned")
-        self._run([run for run in runs if not run.finished])
+
+    # -- a stream of videos (the job service) -------------------------------------------
+    def stream(
+        self,
+        take: Callable[[], list[Input]],
+        finished: Callable[[VideoResult], None],
+        stop: threading.Event,
+        idle_s: float = 0.5,
+    ) -> None:
+        """Process videos as ``take`` hands them over, until ``stop`` is set: each is
+        claimed, probed, planned and run next to those already in flight, inside the one
+        memory budget, and ``finished`` gets its result when it ends (its lock released).
+        Videos still in flight at ``stop`` are left as they are: their work folders keep
+        the finished chunks, and a later run resumes them."""
+        for folder in self.config.output_folders:
+            storage.ensure_writable(folder)
+        self._begin()
+        live: list[VideoRun] = []
+        try:
+            while not stop.is_set():
+                new = [as_input(p) for p in take()]
+                if new:
+                    runs = self._claim_runs(new)
+                    live += runs
+                    self._admit(runs)
+                self._apply_cancels(live)
+                if any(not run.finished for run in live):
+                    self._step()
+                else:
+                    stop.wait(idle_s)
+                for run in [run for run in live if run.finished]:
+                    live.remove(run)
+                    run.work.lock.release()
+                    finished(run.result)
+        finally:
+            self._release(live)
+
+    def cancel(self, name: str, reason: str = "cancelled") -> None:
+        """Stop the video with output name ``name`` (from any thread): it fails with
+        ``reason``, its queued work is dropped and its running tasks are cancelled."""
+        with self._cancels_lock:
+            self._cancels[name] = reason
+
+    def _apply_cancels(self, runs: list[VideoRun]) -> None:
+        with self._cancels_lock:
+            if not self._cancels:
+                return
+            cancels, self._cancels = self._cancels, {}
+        for run in runs:
+            if run.result.name in cancels:
+                self._fail(run, cancels[run.result.name])
 
     # -- planning and resuming ---------------------------------------------------
     def _prepare(self, run: VideoRun, batch_frames: int) -> None:
@@ -296,6 +363,7 @@ class VideoPipeline:
                 "%s: %d of %d chunks done in an earlier run", run.result.video, len(run.records), len(plan.specs)
             )
         self._advance(run, Stage.PLANNED)
+        self._emit_chunks(run, [_chunk_event(spec, "completed", run.records.get(spec.index)) for spec in plan.specs])
         for spec in plan.specs:
             if spec.index not in run.records:
                 self._scheduler.add(self._extract_work(run, spec))
@@ -335,14 +403,17 @@ class VideoPipeline:
 
     # -- the event loop ---------------------------------------------------------------
     def _run(self, runs: list[VideoRun]) -> None:
-        scheduler = self._scheduler
         while any(not run.finished for run in runs):
-            for stalled in scheduler.pump():
-                self._on_stalled(stalled)
-            done = scheduler.next_done(timeout=0.1)
-            if done is not None and not done.work.group.finished:
-                done.work.tag(done)
-            self.engines.check()  # an engine that died ends the run (ClusterError), not just its videos
+            self._step()
+
+    def _step(self) -> None:
+        scheduler = self._scheduler
+        for stalled in scheduler.pump():
+            self._on_stalled(stalled)
+        done = scheduler.next_done(timeout=0.1)
+        if done is not None and not done.work.group.finished:
+            done.work.tag(done)
+        self.engines.check()  # an engine that died ends the run (ClusterError), not just its videos
 
     def _on_stalled(self, stalled: Stalled) -> None:
         self._fail(
@@ -362,6 +433,7 @@ class VideoPipeline:
                 retries=self.config.chunk_retries,
             )  # fmt: skip
             self.stats.mark("first_chunk_submitted")
+            self._emit_chunks(run, [_chunk_event(spec, "processing")])
             return future
 
         weight = kind_bytes("extract", info.width, info.height)
@@ -372,9 +444,12 @@ class VideoPipeline:
         try:
             record: ChunkRecord = done.future.result()
         except Exception as exc:  # noqa: BLE001 - a task's error travels back as its own type
-            self._fail(run, self._task_error(exc, f"chunk {spec.index} (frames {spec.start}-{spec.end - 1})"))
+            reason = self._task_error(exc, f"chunk {spec.index} (frames {spec.start}-{spec.end - 1})")
+            self._emit_chunks(run, [_chunk_event(spec, "failed", error=reason)])
+            self._fail(run, reason)
             return
         run.records[spec.index] = record
+        self._emit_chunks(run, [_chunk_event(spec, "completed", record)])
         where = self.dask.worker_of(done.future)
         self.stats.chunk(
             ChunkTiming(
@@ -607,6 +682,25 @@ class VideoPipeline:
         total = run.result.info.frame_count if run.result.info else 0
         done = total if stage is Stage.SKIPPED or run.analysis_kept else run.frames_done
         self._progress(ProgressEvent(run.result.video, str(stage), done, total, run.result.name))
+
+    def _emit_chunks(self, run: VideoRun, chunks: list[ChunkEvent]) -> None:
+        """Chunks whose status changed (queued, processing, completed, failed), for the progress callback."""
+        if self._progress is None:
+            return
+        total = run.result.info.frame_count if run.result.info else 0
+        event = ProgressEvent(run.result.video, str(run.stage), run.frames_done, total, run.result.name, tuple(chunks))
+        self._progress(event)
+
+
+def _chunk_event(spec, status: str, record: ChunkRecord | None = None, error: str = "") -> ChunkEvent:
+    """A chunk's status; with its record (a finished chunk) its artifact, worker and time."""
+    if record is None:
+        status = "queued" if status == "completed" else status
+        return ChunkEvent(spec.index, spec.start, spec.end, status, error=error)
+    seconds = max(0.0, record.finished - record.started)
+    return ChunkEvent(
+        spec.index, spec.start, spec.end, status, record.path, record.worker, round(seconds, 3), record.reused
+    )
 
 
 def _ignore(done: Done) -> None:

@@ -119,12 +119,30 @@ class BatchResult:
 
 
 @dataclass(frozen=True)
+class ChunkEvent:
+    """One chunk's status: queued, processing, completed (``reused``: by an earlier run) or
+    failed; a completed chunk's landmarks are at ``artifact``, tracked by ``worker`` in ``seconds``."""
+
+    index: int
+    start: int
+    end: int  # exclusive
+    status: str
+    artifact: str = ""
+    worker: str = ""
+    seconds: float = 0.0
+    reused: bool = False
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class ProgressEvent:
     """Sent to the progress callback. ``stage``: planned (``frames_done`` counts
-    frames an earlier run finished), extract, analyze, render, done, failed or skipped."""
+    frames an earlier run finished), extract, analyze, render, done, failed or skipped.
+    ``chunks``: the chunks whose status changed (every chunk when the video is planned)."""
 
     video: str
     stage: str
     frames_done: int
     frames_total: int
     name: str = ""
+    chunks: tuple[ChunkEvent, ...] = ()
