@@ -357,9 +357,10 @@ class JobStore:
     def _chunk(self, conn: Connection, owner: str, video_id: str, chunk: dict, now: dt.datetime) -> None:
         key = and_(chunks.c.video_id == video_id, chunks.c.idx == chunk["index"])
         status = chunk["status"]
-        values: dict = {"status": status, "claimed_by": owner, "error": chunk.get("error") or None}
-        if status == "processing":
+        values: dict = {"status": status, "error": chunk.get("error") or None}
+        if status == "processing":  # sent to a worker by ``owner``
             values |= {"attempts": chunks.c.attempts + 1, "started_at": now, "finished_at": None, "worker": None}
+            values |= {"claimed_by": owner}
         elif status == "completed":
             values |= {"artifact": chunk["artifact"], "reused": chunk["reused"]}
             if not chunk["reused"]:
@@ -370,6 +371,7 @@ class JobStore:
             return
         row = {"video_id": video_id, "idx": chunk["index"], "start_frame": chunk["start"], "end_frame": chunk["end"],
                "status": status, "attempts": 1 if status == "processing" else 0, "reused": False}  # fmt: skip
+        row |= {"claimed_by": owner if status != "queued" else None}
         conn.execute(chunks.insert().values(row | {k: v for k, v in values.items() if k != "attempts"}))
 
     def video_finished(self, owner: str, video_id: str, status: str, error: str | None, outputs: list[dict],

@@ -53,6 +53,7 @@ def video_view(video: dict, now: dt.datetime) -> dict:
         "chunks_total": total,
         "eta_s": eta,
         "attempts": video["attempts"],
+        "claimed_by": video["claimed_by"],  # the service process (host:pid:start) that holds or held it
         "error": video["error"],
         "created_at": iso(video["created_at"]),
         "started_at": iso(video["started_at"]),

@@ -42,7 +42,10 @@ def free_port() -> int:
 
 
 class Service:
-    def __init__(self, data_dir: Path, *args: str, token: str | None = None, env: dict | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *args: str, token: str | None = None, env: dict | None = None, name: str = "service"
+    ) -> None:
+        self.name = name  # its log files' name (several services can share a data folder)
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.args = args
@@ -58,7 +61,7 @@ class Service:
 
     @property
     def log_path(self) -> Path:
-        return self.data_dir / f"service-{self.starts}.log"
+        return self.data_dir / f"{self.name}-{self.starts}.log"
 
     def start(self, timeout: float = 240) -> Service:
         self.starts += 1
@@ -81,7 +84,7 @@ class Service:
             time.sleep(0.3)
 
     def log(self) -> str:
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.data_dir.glob("service-*.log")))
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.data_dir.glob(f"{self.name}-*.log")))
 
     def client(self, auth: bool = True) -> Client:
         return Client(self.url, self.token if auth else None)
