@@ -143,14 +143,15 @@ class JobRunner:
             "chunks_reused": result.chunks_reused,
             "elapsed_s": round(result.elapsed_s, 2),
         }
-        files = downloads(self.config, result) if result.success else []
+        files = downloads(self.config, result, Path(row["filename"]).stem) if result.success else []
         self.store.video_finished(self.owner, row["id"], status, error, files, summary)
         logger.info("job %s: %s %s%s", row["job_id"], row["filename"], status, f" ({error})" if error else "")
 
 
-def downloads(config: PipelineConfig, result: VideoResult) -> list[dict]:
+def downloads(config: PipelineConfig, result: VideoResult, stem: str) -> list[dict]:
     """Every file a finished video's outputs wrote, keyed for the download URL: the output's
-    name for its main file, ``<output>-<n>`` for the others; a folder's files one by one."""
+    name for its main file, ``<output>-<n>`` for the others; a folder's files one by one.
+    Each downloads under the uploaded file's ``stem`` (``jump_pose.json``)."""
     found: list[dict] = []
     for writer in REGISTRY.enabled(config):
         if writer.name not in result.outputs:
@@ -169,7 +170,7 @@ def downloads(config: PipelineConfig, result: VideoResult) -> list[dict]:
                     "key": key,
                     "output": writer.name,
                     "label": writer.label,
-                    "filename": _download_name(path),
+                    "filename": _download_name(path).replace(result.name, stem),
                     "path": path,
                 }
             )

@@ -64,6 +64,7 @@ def test_the_outputs_download(service, client, sample_job):
     job = client.get(f"/api/jobs/{sample_job[0]}").json()
     files = {f["key"]: f for f in job["videos"][0]["files"]}
     assert {"annotated_video", "pose_json", "report", "angles_csv", "llm_examples", "tables"} <= set(files)
+    assert files["pose_json"]["filename"] == "demo_pose.json"  # named after the upload
     pose = client.get(files["pose_json"]["url"])
     assert pose.status_code == 200 and "attachment" in pose.headers["content-disposition"]
     assert len(pose.json()["frames"]) == 230
