@@ -50,6 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MAX_ATTEMPTS = 3  # claims of one video; a video whose holders keep dying (it kills them) then fails
 MIGRATION_LOCK = 0x706F7365  # the PostgreSQL advisory lock held while migrating
 
 # A video's status; a job's is derived from its videos' (``job_status``).
@@ -285,6 +286,7 @@ class JobStore:
         now = utcnow()
         with self.begin() as conn:
             self._expire_gone(conn, now)
+            self._give_up(conn, now)
             claimable = or_(videos.c.status == QUEUED, and_(videos.c.status == PROCESSING, videos.c.lease_until < now))
             query = (
                 select(videos.c.id)
@@ -321,6 +323,20 @@ class JobStore:
             where = and_(videos.c.status == PROCESSING, videos.c.claimed_by.in_(gone))
             conn.execute(update(videos).where(where).values(lease_until=stale))
 
+    def _give_up(self, conn: Connection, now: dt.datetime) -> None:
+        """A video whose lease ran out ``MAX_ATTEMPTS`` times fails instead of being claimed again."""
+        where = and_(videos.c.status == PROCESSING, videos.c.lease_until < now, videos.c.attempts >= MAX_ATTEMPTS)
+        stuck = list(conn.execute(select(videos.c.id, videos.c.job_id).where(where)).mappings())
+        if stuck:
+            error = f"its processing stopped {MAX_ATTEMPTS} times without an answer (the service was killed)"
+            conn.execute(
+                update(videos)
+                .where(videos.c.id.in_([row["id"] for row in stuck]))
+                .values(status=FAILED, stage=FAILED, error=error, finished_at=now, lease_until=None)
+            )
+            for job_id in {row["job_id"] for row in stuck}:
+                self._settle_job(conn, job_id, now)
+
     def renew(self, owner: str, video_ids: Iterable[str], lease_s: float) -> None:
         ids = list(video_ids)
         if ids:
@@ -335,8 +351,11 @@ class JobStore:
         ids = list(video_ids)
         if ids:
             where = and_(videos.c.id.in_(ids), videos.c.claimed_by == owner, videos.c.status == PROCESSING)
+            now = utcnow()
             with self.begin() as conn:
                 conn.execute(update(videos).where(where).values(status=QUEUED, lease_until=None, stage="queued"))
+                for job_id in set(conn.execute(select(videos.c.job_id).where(videos.c.id.in_(ids))).scalars()):
+                    self._settle_job(conn, job_id, now)
 
     # -- progress ------------------------------------------------------------------------
     def video_progress(self, owner: str, video_id: str, stage: str, frames_done: int, frames_total: int,

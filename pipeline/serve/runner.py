@@ -10,6 +10,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from pipeline import storage
 from pipeline.config import PipelineConfig
 from pipeline.errors import PipelineError, one_line_reason
@@ -73,6 +75,9 @@ class JobRunner:
             except PipelineError as exc:
                 self.engines, self.error = "failed", one_line_reason(exc)
                 logger.error("the engines stopped: %s; starting them again in %.0f s", self.error, RESTART_PAUSE_S)
+            except Exception as exc:  # noqa: BLE001 - the service outlives any one failure of its pipeline
+                self.engines, self.error = "failed", one_line_reason(exc)
+                logger.exception("the pipeline stopped: %s; starting it again in %.0f s", self.error, RESTART_PAUSE_S)
             finally:
                 self.memory_report()
                 self._pipeline = None
@@ -96,11 +101,19 @@ class JobRunner:
         return self.memory
 
     def _take(self) -> list[str]:
-        """New videos for the pipeline (at most every ``poll_s``); renews the leases and passes cancellations on."""
+        """New videos for the pipeline (at most every ``poll_s``); renews the leases and passes
+        cancellations on. The database out of reach: nothing new now, tried again at the next poll."""
         now = time.monotonic()
         if now < self._next_poll:
             return []
         self._next_poll = now + self.poll_s
+        try:
+            return self._claim(now)
+        except SQLAlchemyError as exc:
+            logger.warning("the job database did not answer: %s", one_line_reason(exc))
+            return []
+
+    def _claim(self, now: float) -> list[str]:
         ids = [row["id"] for row in self._live.values()]
         if now >= self._next_renew:
             self.store.renew(self.owner, ids, self.lease_s)
@@ -120,9 +133,12 @@ class JobRunner:
         if video_id is None or event.stage in ("done", "failed", "skipped", "held"):
             return  # the end of a video is recorded with its result
         chunk_events = [asdict(chunk) for chunk in event.chunks]
-        self.store.video_progress(
-            self.owner, video_id, event.stage, event.frames_done, event.frames_total, chunk_events
-        )
+        try:
+            self.store.video_progress(
+                self.owner, video_id, event.stage, event.frames_done, event.frames_total, chunk_events
+            )
+        except SQLAlchemyError as exc:  # the progress shown lags; the result is recorded at the end
+            logger.warning("could not record the progress of %s: %s", event.name, one_line_reason(exc))
 
     def _finished(self, result: VideoResult) -> None:
         location = next((loc for loc, row in self._live.items() if row["name"] == result.name), None)
@@ -144,7 +160,11 @@ class JobRunner:
             "elapsed_s": round(result.elapsed_s, 2),
         }
         files = downloads(self.config, result, Path(row["filename"]).stem) if result.success else []
-        self.store.video_finished(self.owner, row["id"], status, error, files, summary)
+        try:
+            self.store.video_finished(self.owner, row["id"], status, error, files, summary)
+        except SQLAlchemyError as exc:  # its lease runs out; the next claim finds it complete in its work folder
+            logger.warning("could not record the end of %s: %s", row["filename"], one_line_reason(exc))
+            return
         logger.info("job %s: %s %s%s", row["job_id"], row["filename"], status, f" ({error})" if error else "")
 
 
