@@ -46,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--database", default=None, help=f"SQLAlchemy URL of the job database, e.g. postgresql+psycopg://… "
         f"(default: SQLite in --data_dir; or ${DATABASE_ENV})")  # fmt: skip
     add("--token", default=None, help=f"API token required from clients (or ${TOKEN_ENV}); required off loopback")
-    add("--max_upload_mb", type=float, default=4096, help="largest file accepted, in MiB (default 4096)")
+    add(
+        "--max_upload_mb",
+        type=float,
+        default=4096,
+        help="most MiB one upload may hold, its files together (default 4096)",
+    )
     add("--max_files", type=int, default=20, help="most files in one upload (default 20)")
     add("--max_queued", type=int, default=200, help="most videos waiting or in progress (default 200)")
     add("--max_live", type=int, default=24, help="videos this process runs at once (default 24)")

@@ -43,6 +43,7 @@ SSE_POLL_S = 0.5
 SSE_MAX_S = 900.0  # a stream ends after this long; the browser's EventSource reconnects
 SSE_HEARTBEAT_S = 15.0
 MiB = 1024 * 1024
+FRAMING_BYTES = 64 * 1024  # a multipart body's boundaries and part headers, on top of its files
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class ServiceSettings:
     database_url: str
     pipeline: PipelineConfig
     token: str | None = None
-    max_upload_bytes: int = 4096 * MiB  # one file
+    max_upload_bytes: int = 4096 * MiB  # one upload: its files together
     max_files: int = 20  # files in one upload
     max_queued: int = 200  # videos waiting or in progress, all jobs together
     max_live: int = 24  # videos this process runs at once
@@ -157,8 +158,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         version="1",
         lifespan=lifespan,
     )
-    total_limit = settings.max_upload_bytes * settings.max_files + MiB  # the multipart framing too
-    app.add_middleware(BodyLimit, limit=total_limit)
+    # One upload's files together, and the multipart framing; refused as the bytes arrive, before parsing.
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FRAMING_BYTES)
 
     def store() -> JobStore:
         return state["store"]
@@ -218,9 +219,9 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             raise HTTPException(400, f"{len(files)} files in one upload; the most is {settings.max_files}")
         for upload in files:
             check_name_or_raise(safe_filename(upload.filename))
-            if upload.size is not None and upload.size > settings.max_upload_bytes:
-                limit = settings.max_upload_bytes / MiB
-                raise HTTPException(413, f"{safe_filename(upload.filename)}: larger than {limit:.0f} MiB")
+        if sum(upload.size or 0 for upload in files) > settings.max_upload_bytes:
+            limit = settings.max_upload_bytes / MiB
+            raise HTTPException(413, f"the upload is larger than the service accepts ({limit:.0f} MiB)")
         waiting = await run_in_threadpool(store().unfinished_videos)
         if waiting + len(files) > settings.max_queued:
             raise HTTPException(429, f"the queue is full ({waiting} videos waiting); try again later")

@@ -67,7 +67,7 @@
       state.dataset.state = h.engines;
       state.textContent = { starting: "Engines starting…", ready: "Ready", failed: "Engines failed to start" }[h.engines] || "";
       if (limits) $("upload-hint").textContent =
-        `Up to ${limits.max_files} files, ${formatBytes(limits.max_upload_bytes)} each. Types: ${(limits.accept || []).join(", ")}`;
+        `Up to ${limits.max_files} files, ${formatBytes(limits.max_upload_bytes)} in total. Types: ${(limits.accept || []).join(", ")}`;
       if (h.engines === "starting") setTimeout(checkHealth, 3000);
     } catch (_) {
       state.dataset.state = "offline";
@@ -114,8 +114,9 @@
       const ext = dot >= 0 ? f.name.slice(dot).toLowerCase() : "";
       if (accept.length && !accept.includes(ext)) return `"${f.name}" is not a supported video type (${accept.join(", ")}).`;
     }
-    const big = files.find((f) => limits.max_upload_bytes && f.size > limits.max_upload_bytes);
-    if (big) return `"${big.name}" is too large (${formatBytes(big.size)}); the limit is ${formatBytes(limits.max_upload_bytes)} per file.`;
+    const total = files.reduce((n, f) => n + f.size, 0);
+    if (limits.max_upload_bytes && total > limits.max_upload_bytes)
+      return `These files are too large (${formatBytes(total)}); the limit is ${formatBytes(limits.max_upload_bytes)} in total.`;
     return null;
   }
 
