@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,27 +57,14 @@ def upload(url: str, path: Path, name: str) -> str:
 
 
 def service_figures(folder: Path, short: Path) -> dict:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    log = open(folder / "service.log", "w")  # noqa: SIM115 - open while the service runs
+    from serve.harness import Service
+
+    service = Service(folder / "data", *COMMON)
     started = time.perf_counter()
-    service = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.serve", "--port", str(port), "--data_dir", str(folder / "data"), *COMMON],
-        stdout=log, stderr=subprocess.STDOUT, cwd=folder,
-    )  # fmt: skip
+    service.start()
+    ready_s = time.perf_counter() - started
+    url = service.url
     try:
-        while True:
-            try:
-                if requests.get(f"{url}/api/health", timeout=5).json()["engines"] == "ready":
-                    break
-            except requests.RequestException:
-                pass
-            if service.poll() is not None:
-                raise SystemExit(f"the service ended: see {folder / 'service.log'}")
-            time.sleep(0.1)
-        ready_s = time.perf_counter() - started
         time.sleep(5)  # the embedded Ray finishes starting in the background
         t0 = time.perf_counter()
         job = wait_done(url, upload(url, SAMPLE, "demo.mp4"))
@@ -93,9 +78,7 @@ def service_figures(folder: Path, short: Path) -> dict:
         assert all(j["status"] == "completed" for j in jobs), [j["error"] for j in jobs]
         memory = requests.get(f"{url}/api/health", timeout=30).json()["memory"]
     finally:
-        service.send_signal(signal.SIGTERM)
-        service.wait(120)
-        log.close()
+        service.stop()
     return {
         "service_ready_s": round(ready_s, 2),
         "service_sample_job_s": round(sample_s, 2),
