@@ -11,13 +11,14 @@ from pipeline.errors import (
     VideoError,
 )
 from pipeline.orchestrator import VideoPipeline, process_video, process_videos
-from pipeline.results import BatchResult, ProgressEvent, VideoResult
+from pipeline.results import BatchResult, ChunkEvent, ProgressEvent, VideoResult
 
 __version__ = "0.1.0"
 
 __all__ = [
     "QUALITY_PRESETS",
     "BatchResult",
+    "ChunkEvent",
     "ClusterError",
     "ConfigError",
     "InputError",
