@@ -13,6 +13,7 @@ from pathlib import Path
 import media
 import pytest
 import requests
+
 from serve.harness import Service, events
 
 # A real user's upload: the file name has folders and odd characters; it is kept as a name only.

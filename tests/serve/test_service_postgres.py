@@ -10,11 +10,11 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from serve.harness import Service
-from serve.postgres import Postgres
 from sqlalchemy import select
 
 from pipeline.serve.db import JobStore, migrate, videos
+from serve.harness import Service
+from serve.postgres import Postgres
 
 
 @pytest.fixture(scope="module")

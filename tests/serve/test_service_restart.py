@@ -9,6 +9,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 from media import _from_sample
+
 from serve.harness import Service
 
 
