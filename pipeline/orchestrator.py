@@ -363,7 +363,16 @@ class VideoPipeline:
                 "%s: %d of %d chunks done in an earlier run", run.result.video, len(run.records), len(plan.specs)
             )
         self._advance(run, Stage.PLANNED)
-        self._emit_chunks(run, [_chunk_event(spec, "completed", run.records.get(spec.index)) for spec in plan.specs])
+        reused = run.records
+        self._emit_chunks(
+            run,
+            [
+                _chunk_event(spec, "completed", reused[spec.index])
+                if spec.index in reused
+                else _chunk_event(spec, "queued")
+                for spec in plan.specs
+            ],
+        )
         for spec in plan.specs:
             if spec.index not in run.records:
                 self._scheduler.add(self._extract_work(run, spec))
@@ -695,7 +704,6 @@ class VideoPipeline:
 def _chunk_event(spec, status: str, record: ChunkRecord | None = None, error: str = "") -> ChunkEvent:
     """A chunk's status; with its record (a finished chunk) its artifact, worker and time."""
     if record is None:
-        status = "queued" if status == "completed" else status
         return ChunkEvent(spec.index, spec.start, spec.end, status, error=error)
     seconds = max(0.0, record.finished - record.started)
     return ChunkEvent(

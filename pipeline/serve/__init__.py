@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace):
     from pipeline.serve.app import MiB, ServiceSettings
+    from pipeline.serve.db import sqlite_url
 
     low, high = MEMORY_LIMIT_RANGE
     if not low <= args.memory_limit <= high:
@@ -77,7 +78,7 @@ def settings_from_args(args: argparse.Namespace):
         )
     data = Path(args.data_dir).resolve()
     data.mkdir(parents=True, exist_ok=True)
-    url = args.database or os.environ.get(DATABASE_ENV) or f"sqlite:///{data / 'jobs.db'}"
+    url = args.database or os.environ.get(DATABASE_ENV) or sqlite_url(data / "jobs.db")
     config = PipelineConfig(
         output_dir=str(data / "output"),
         models_dir=str(data / "models"),

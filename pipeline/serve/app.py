@@ -18,7 +18,7 @@ import shutil
 import time
 import uuid
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -57,7 +57,6 @@ class ServiceSettings:
     max_queued: int = 200  # videos waiting or in progress, all jobs together
     max_live: int = 24  # videos this process runs at once
     lease_s: float = 60.0
-    extra: dict = field(default_factory=dict)
 
     @property
     def uploads(self) -> Path:
@@ -217,8 +216,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     async def upload(files: Annotated[list[UploadFile], File(description="the videos")]) -> dict:
         if len(files) > settings.max_files:
             raise HTTPException(400, f"{len(files)} files in one upload; the most is {settings.max_files}")
-        for upload in files:
-            check_name_or_raise(safe_filename(upload.filename))
+        for upload in files:  # refused as UploadRejected (the handler below answers with its status)
+            check_name(safe_filename(upload.filename))
         if sum(upload.size or 0 for upload in files) > settings.max_upload_bytes:
             limit = settings.max_upload_bytes / MiB
             raise HTTPException(413, f"the upload is larger than the service accepts ({limit:.0f} MiB)")
@@ -230,10 +229,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         try:
             for position, upload in enumerate(files):
                 rows.append(await run_in_threadpool(_store_upload, settings, upload, position))
-        except UploadRejected as exc:
+        except UploadRejected:
             for row in rows:
                 Path(row["location"]).unlink(missing_ok=True)
-            raise HTTPException(exc.status, str(exc)) from None
+            raise
         await run_in_threadpool(store().add_job, job_id, rows)
         logger.info("job %s: %d videos uploaded (%s)", job_id, len(rows), ", ".join(r["filename"] for r in rows))
         return job_view(await run_in_threadpool(store().job, job_id))
@@ -297,13 +296,6 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     return app
 
 
-def check_name_or_raise(filename: str) -> None:
-    try:
-        check_name(filename)
-    except UploadRejected as exc:
-        raise HTTPException(exc.status, str(exc)) from None
-
-
 def _job_or_404(store: JobStore, job_id: str) -> dict:
     job = store.job(job_id)
     if job is None:
@@ -320,10 +312,7 @@ def _store_upload(settings: ServiceSettings, upload: UploadFile, position: int) 
     upload.file.seek(0)
     with open(partial, "wb") as out:
         shutil.copyfileobj(upload.file, out, 1024 * 1024)
-    size = partial.stat().st_size
-    if size > settings.max_upload_bytes:
-        partial.unlink()
-        raise UploadRejected(413, f"{filename}: larger than {settings.max_upload_bytes / MiB:.0f} MiB")
+    size = partial.stat().st_size  # within the cap: BodyLimit and the upload's total saw to it
     try:
         info = check_video(partial, filename)
     except UploadRejected:

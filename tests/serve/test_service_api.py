@@ -141,6 +141,9 @@ def test_cancel_stops_a_job_and_the_others_go_on(service, client, sample_video, 
     assert service.wait_job(client, other["id"])["status"] == "completed"
     final = client.get(f"/api/jobs/{running['id']}").json()
     assert final["status"] == "cancelled" and final["videos"][0]["files"] == []
+    # The pipeline stopped the video (its result came back cancelled), rather than finishing it unseen.
+    assert f"job {running['id']}: demo.mp4 cancelled (cancelled)" in service.log()
+    assert f"job {running['id']}: demo.mp4 completed" not in service.log()
     assert client.post("/api/jobs/nosuchjob/cancel").status_code == 404
 
 
